@@ -1,0 +1,44 @@
+# Every target bootstraps .venv itself; the only thing a fresh machine needs is python3 (>= 3.10).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit fmt bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: run the demo pipeline with the embedded Prometheus endpoint on 127.0.0.1:9464
+demo: $(STAMP)
+	$(BIN)/otel-pipeline demo $(ARGS)
+
+## test: lint, strict type checks, then the whole suite (unit + real Prometheus + real OTLP receiver) with coverage
+test: $(STAMP) system-deps lint typecheck unit
+
+system-deps:
+	bash scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check otel_pipeline tests benchmarks
+	$(BIN)/ruff format --check otel_pipeline tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest --cov=otel_pipeline --cov-report=term $(PYTEST_ARGS)
+
+fmt: $(STAMP)
+	$(BIN)/ruff format otel_pipeline tests benchmarks
+	$(BIN)/ruff check --fix otel_pipeline tests benchmarks
+
+## bench: the overhead benchmarks; prints one JSON document and writes benchmarks/results/latest.json
+bench: $(STAMP) system-deps
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage* htmlcov

@@ -1,0 +1,99 @@
+"""otel_pipeline: OpenTelemetry metrics and traces for services that process work.
+
+>>> import otel_pipeline as op
+>>> pipeline = op.configure(service_name="orders", exporter="none")
+>>> with op.queue("emails").processing():
+...     pass
+>>> op.shutdown()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otel_pipeline._internal import runtime as _runtime
+from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._version import __version__
+from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
+from otel_pipeline.hooks.queue import Queue, queue
+
+__all__ = [
+    "DEFAULT_DURATION_BUCKETS",
+    "Config",
+    "Pipeline",
+    "Queue",
+    "__version__",
+    "configure",
+    "queue",
+    "shutdown",
+]
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    exporter: str | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    export_interval: float | None = None,
+    export_timeout: float | None = None,
+    trace_sample_rate: float | None = None,
+    histogram_buckets: Any = None,
+    enabled: bool | None = None,
+    service_version: str | None = None,
+    instrument_mode: str | None = None,
+    cardinality_limit: int | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """Set up metrics and traces for this process and return the running :class:`Pipeline`.
+
+    Every option not given comes from its standard ``OTEL_*`` variable, else its default;
+    an explicit argument always wins. By default ``/metrics`` is served on 127.0.0.1:9464.
+
+    Calling it again with the same options returns the same pipeline; with other options it
+    raises ``RuntimeError`` (call :func:`shutdown` first). Bad values raise ``ValueError``
+    naming the option, the value and what is allowed.
+
+    >>> import otel_pipeline as op
+    >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
+    >>> pipeline.prometheus_port > 0
+    True
+    >>> op.shutdown()
+    True
+    """
+    options = {
+        "service_name": service_name,
+        "exporter": exporter,
+        "prometheus_host": prometheus_host,
+        "prometheus_port": prometheus_port,
+        "otlp_endpoint": otlp_endpoint,
+        "otlp_protocol": otlp_protocol,
+        "export_interval": export_interval,
+        "export_timeout": export_timeout,
+        "trace_sample_rate": trace_sample_rate,
+        # A list is as good as a tuple; anything else goes on to validation, which names it.
+        "histogram_buckets": tuple(histogram_buckets) if isinstance(histogram_buckets, list) else histogram_buckets,
+        "enabled": enabled,
+        "service_version": service_version,
+        "instrument_mode": instrument_mode,
+        "cardinality_limit": cardinality_limit,
+        "resource_attributes": resource_attributes,
+    }
+    return _runtime.configure(**options)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush metrics and spans and stop the server. Idempotent; also runs at interpreter exit.
+
+    Returns False if flushing did not finish within ``timeout`` seconds (default:
+    ``export_timeout + 2``), e.g. because the OTLP receiver is down; it never blocks longer.
+
+    >>> import otel_pipeline as op
+    >>> op.shutdown()
+    True
+    """
+    return _runtime.shutdown(timeout)

@@ -1,0 +1,1 @@
+"""Internal machinery of otel_pipeline: nothing here is public API."""

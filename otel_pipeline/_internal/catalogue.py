@@ -1,0 +1,38 @@
+"""The metric catalogue: every metric any hook can emit, declared once, in code.
+
+Docs (docs/metrics.md), dashboards and alert rules are generated from or checked against it.
+Hooks declare their metrics at import time with :func:`declare`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from otel_pipeline._internal.spec import Kind, MetricSpec
+
+_CATALOGUE: dict[str, MetricSpec] = {}
+
+
+def declare(
+    name: str,
+    kind: Kind,
+    unit: str,
+    description: str,
+    attributes: Iterable[str] = (),
+    *,
+    hook: str,
+) -> MetricSpec:
+    """Add a metric to the catalogue (idempotent for an identical declaration) and return it."""
+    spec = MetricSpec(name, kind, unit, description, tuple(attributes), hook)
+    existing = _CATALOGUE.get(name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"metric {name!r} is declared twice with different definitions")
+    _CATALOGUE[name] = spec
+    return spec
+
+
+def all_metrics() -> list[MetricSpec]:
+    """Every declared metric, sorted by name (importing all hook modules first)."""
+    import otel_pipeline.hooks  # noqa: F401  (hook modules declare their metrics on import)
+
+    return sorted(_CATALOGUE.values(), key=lambda spec: spec.name)

@@ -1,0 +1,87 @@
+"""The base every named hook shares: cached by name, bound lazily to the current pipeline.
+
+A hook subclass implements :meth:`Hook._bind`, which pre-binds its series on a pipeline's
+registry and returns them (any object); the hook's methods call :meth:`Hook._current` and do
+nothing when it returns None (not configured, disabled, shut down).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar, TypeVar
+
+from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.runtime import STATE, Pipeline
+
+__all__ = ["Hook", "check_count", "check_name", "get_hook"]
+
+H = TypeVar("H", bound="Hook")
+_HOOKS: dict[tuple[type[Any], str], Any] = {}
+_HOOKS_LOCK = threading.Lock()
+
+
+def check_name(what: str, name: object) -> str:
+    """A hook or attribute name: a non-empty string of at most 255 characters."""
+    if not isinstance(name, str):
+        raise TypeError(f"otel_pipeline: {what} must be a str, got {type(name).__name__} {name!r}")
+    if not name.strip() or len(name) > 255:
+        raise ValueError(f"otel_pipeline: {what}={name!r} is not valid; use a non-empty name of at most 255 characters")
+    return name
+
+
+def check_count(what: str, value: object) -> int | float:
+    """A count or amount: a non-negative int or float (bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"otel_pipeline: {what} must be a number, got {type(value).__name__} {value!r}")
+    if value < 0 or value != value:
+        raise ValueError(f"otel_pipeline: {what}={value!r} is not valid; use a number >= 0")
+    return value
+
+
+class Hook:
+    """Base class of named hooks (see module docs)."""
+
+    kind: ClassVar[str] = "hook"
+
+    def __init__(self, name: str) -> None:
+        self.name = check_name(f"{self.kind} name", name)
+        self._generation = -1
+        self._bound: Any = None
+
+    def _current(self) -> Any:
+        """The bound series for the current pipeline, or None when instrumentation is off."""
+        if self._generation != STATE.generation:
+            self._refresh()
+        return self._bound
+
+    def _refresh(self) -> None:
+        generation = STATE.generation
+        pipeline = STATE.pipeline
+        bound = None
+        if pipeline is not None and pipeline.enabled:
+            try:
+                bound = self._bind(pipeline)
+            except Exception:
+                warn_once(f"bind:{self.kind}:{self.name}", "otel_pipeline: %s %r could not bind", self.kind, self.name)
+                logger.debug("bind failure", exc_info=True)
+        self._bound = bound
+        self._generation = generation
+
+    def _bind(self, pipeline: Pipeline) -> Any:
+        """Pre-bind this hook's series on ``pipeline.registry``; subclasses override it."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def get_hook(cls: type[H], name: str, *args: Any, **kwargs: Any) -> H:
+    """The cached hook of ``cls`` named ``name``, created with ``args`` on first use."""
+    key = (cls, name)
+    hook = _HOOKS.get(key)
+    if hook is None:
+        with _HOOKS_LOCK:
+            hook = _HOOKS.get(key)
+            if hook is None:
+                hook = _HOOKS[key] = cls(name, *args, **kwargs)
+    return hook  # type: ignore[no-any-return]

@@ -1,0 +1,90 @@
+"""Merge the core's points into what a reader collects from the MeterProvider.
+
+Every reader registered on a MeterProvider gets a collect callback from it; we wrap that
+callback so that, after the SDK has collected its own instruments (the user's, and our
+observable ones), the core's series are added under our instrumentation scope. Prometheus,
+periodic OTLP/console and in-memory readers all go through this one path, so the same
+provider, resource, readers and exporters carry both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import time_ns
+from typing import Any
+
+from opentelemetry.sdk.metrics._internal.instrument import _Counter, _Gauge, _Histogram, _UpDownCounter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricReader,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_pipeline._internal.errors import logger
+from otel_pipeline._internal.registry import Registry
+
+__all__ = ["attach_core"]
+
+
+def check_cumulative(reader: MetricReader) -> None:
+    """The core aggregates cumulatively; refuse a reader that asks for delta, naming the cure."""
+    temporality: dict[type, AggregationTemporality] = reader._instrument_class_temporality
+    for cls in (_Counter, _UpDownCounter, _Histogram, _Gauge):
+        if temporality.get(cls) is AggregationTemporality.DELTA:
+            raise ValueError(
+                f"otel_pipeline: the reader {type(reader).__name__} asks for delta temporality "
+                "(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE?), which instrument_mode='core' does "
+                "not produce; use cumulative (the default) or instrument_mode='sdk'"
+            )
+
+
+def attach_core(reader: MetricReader, registry: Registry, resource: Resource, scope: InstrumentationScope) -> None:
+    """Make ``reader`` (already registered on a MeterProvider) also collect ``registry``'s series."""
+    check_cumulative(reader)
+    original: Callable[..., MetricsData | None] | None = reader._collect
+    if original is None:
+        raise RuntimeError("attach_core needs a reader registered on a MeterProvider")
+
+    def collect(reader_: MetricReader, timeout_millis: float = 10_000, **kwargs: Any) -> MetricsData | None:
+        data = original(reader_, timeout_millis=timeout_millis, **kwargs)
+        try:
+            metrics = registry.collect(time_ns())
+        except Exception:  # a fault in the core must not cost the user's own metrics
+            logger.exception("otel_pipeline: collecting the core's series failed")
+            return data
+        if not metrics:
+            return data
+        return _merged(data, metrics, resource, scope)
+
+    reader._set_collect_callback(collect)
+
+
+def _merged(
+    data: MetricsData | None, metrics: list[Any], resource: Resource, scope: InstrumentationScope
+) -> MetricsData:
+    if data is None or not data.resource_metrics:
+        return MetricsData(
+            resource_metrics=[
+                ResourceMetrics(
+                    resource=resource,
+                    scope_metrics=[ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")],
+                    schema_url=resource.schema_url,
+                )
+            ]
+        )
+    first = data.resource_metrics[0]
+    scopes = list(first.scope_metrics)
+    for index, scope_metrics in enumerate(scopes):
+        if scope_metrics.scope == scope:
+            scopes[index] = ScopeMetrics(
+                scope=scope, metrics=[*scope_metrics.metrics, *metrics], schema_url=scope_metrics.schema_url
+            )
+            break
+    else:
+        scopes.append(ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or ""))
+    merged = ResourceMetrics(resource=first.resource, scope_metrics=scopes, schema_url=first.schema_url)
+    return MetricsData(resource_metrics=[merged, *data.resource_metrics[1:]])

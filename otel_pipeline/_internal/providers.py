@@ -1,0 +1,180 @@
+"""Build the OpenTelemetry resource, readers, exporters and providers for a :class:`Config`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+    _Gauge,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ConsoleMetricExporter,
+    InMemoryMetricReader,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from otel_pipeline._internal.exemplars import TRACKER
+from otel_pipeline._internal.spans import PresetIdGenerator
+from otel_pipeline.config import Config
+
+__all__ = [
+    "Built",
+    "build_meter_provider",
+    "build_resource",
+    "build_tracer_provider",
+    "cardinality_limits",
+    "metric_readers",
+    "otlp_metric_exporter",
+    "otlp_span_exporter",
+]
+
+_INSTRUMENT_CLASSES = (
+    Counter,
+    UpDownCounter,
+    Histogram,
+    _Gauge,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    ObservableGauge,
+)
+
+
+def build_resource(config: Config) -> Resource:
+    """service.name/version/instance.id, host.name, process.pid, plus OTEL_RESOURCE_ATTRIBUTES."""
+    attributes: dict[str, Any] = dict(config.resource_attributes)
+    attributes.update(
+        {
+            "service.name": config.service_name,
+            "service.instance.id": str(uuid.uuid4()),
+            "host.name": socket.gethostname(),
+            "process.pid": os.getpid(),
+        }
+    )
+    if config.service_version:
+        attributes["service.version"] = config.service_version
+    return Resource.create(attributes)
+
+
+def cardinality_limits(config: Config) -> dict[type, int]:
+    return dict.fromkeys(_INSTRUMENT_CLASSES, config.cardinality_limit)
+
+
+def _cumulative() -> dict[type, AggregationTemporality]:
+    return dict.fromkeys(_INSTRUMENT_CLASSES, AggregationTemporality.CUMULATIVE)
+
+
+def _insecure(endpoint: str) -> bool:
+    return endpoint.startswith("http://")
+
+
+def otlp_metric_exporter(config: Config) -> Any:
+    endpoint = config.resolved_otlp_endpoint
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(
+            endpoint=endpoint,
+            insecure=_insecure(endpoint),
+            timeout=config.export_timeout,
+            preferred_temporality=_cumulative(),
+        )
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+
+    return HttpMetricExporter(
+        endpoint=endpoint.rstrip("/") + "/v1/metrics",
+        timeout=config.export_timeout,
+        preferred_temporality=_cumulative(),
+    )
+
+
+def otlp_span_exporter(config: Config) -> SpanExporter:
+    endpoint = config.resolved_otlp_endpoint
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, insecure=_insecure(endpoint), timeout=config.export_timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+    return HttpSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=config.export_timeout)
+
+
+@dataclass
+class Built:
+    """What :func:`metric_readers` made: the readers, and the Prometheus collector registry if any."""
+
+    readers: list[MetricReader] = field(default_factory=list)
+    prometheus_registry: Any = None
+    local_reader: InMemoryMetricReader | None = None
+
+
+def metric_readers(config: Config) -> Built:
+    """The exporting reader for ``config.exporter``, plus a local reader for summaries and /stats."""
+    built = Built()
+    limits = cardinality_limits(config)
+    if config.exporter == "prometheus":
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry
+
+        # A private registry: several pipelines (tests, reconfiguration) never collide in the global one.
+        built.prometheus_registry = CollectorRegistry(auto_describe=False)
+        built.readers.append(
+            PrometheusMetricReader(registry=built.prometheus_registry, cardinality_limits=limits)
+        )
+    elif config.exporter in ("otlp", "console"):
+        exporter = otlp_metric_exporter(config) if config.exporter == "otlp" else ConsoleMetricExporter()
+        built.readers.append(
+            PeriodicExportingMetricReader(
+                exporter,
+                export_interval_millis=config.export_interval * 1000.0,
+                export_timeout_millis=config.export_timeout * 1000.0,
+                cardinality_limits=limits,
+            )
+        )
+    built.local_reader = InMemoryMetricReader(preferred_temporality=_cumulative(), cardinality_limits=limits)
+    built.readers.append(built.local_reader)
+    return built
+
+
+def build_meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:
+    return MeterProvider(resource=resource, metric_readers=readers)
+
+
+def build_tracer_provider(
+    config: Config, resource: Resource, processors: list[SpanProcessor] | None = None
+) -> tuple[TracerProvider, PresetIdGenerator]:
+    """A tracer provider with parent-based ratio sampling, our id generator and exporters."""
+    ids = PresetIdGenerator()
+    provider = TracerProvider(
+        resource=resource,
+        sampler=ParentBased(TraceIdRatioBased(config.trace_sample_rate)),
+        id_generator=ids,
+    )
+    provider.add_span_processor(TRACKER)
+    if processors is not None:
+        for processor in processors:
+            provider.add_span_processor(processor)
+    elif config.exporter == "otlp" or (config.exporter == "prometheus" and config.otlp_endpoint):
+        provider.add_span_processor(
+            BatchSpanProcessor(otlp_span_exporter(config), export_timeout_millis=config.export_timeout * 1000.0)
+        )
+    elif config.exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    return provider, ids
+

@@ -1,0 +1,44 @@
+"""The routes every server gets: /metrics and /health. Later hooks add theirs the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import exposition
+
+from otel_pipeline.server import MetricsServer, Response, json_response
+
+if TYPE_CHECKING:
+    from otel_pipeline._internal.runtime import Pipeline
+
+__all__ = ["HEALTH_SOURCES", "install_default_routes"]
+
+#: Contributors to /health: each returns (component name, status, details); status is
+#: "healthy", "degraded" or "unhealthy". Later hooks (checks, breakers) register here.
+HEALTH_SOURCES: list[Callable[[Pipeline], list[tuple[str, str, dict[str, Any]]]]] = []
+_RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy."""
+    components: dict[str, Any] = {"exporter": {"status": "healthy", "exporter": pipeline.config.exporter}}
+    for source in HEALTH_SOURCES:
+        for name, status, details in source(pipeline):
+            components[name] = {"status": status, **details}
+    worst = max((_RANK.get(c["status"], 2) for c in components.values()), default=0)
+    status = next(name for name, rank in _RANK.items() if rank == worst)
+    body = {"status": status, "service": pipeline.config.service_name, "components": components}
+    return (503 if status == "unhealthy" else 200), body
+
+
+def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: Any) -> None:
+    def metrics(path: str, headers: dict[str, str]) -> Response:
+        encoder, content_type = exposition.choose_encoder(headers.get("accept", ""))
+        return 200, content_type, encoder(registry)
+
+    def health(path: str, headers: dict[str, str]) -> Response:
+        return json_response(*health_report(pipeline))
+
+    server.add_route("/metrics", metrics)
+    server.add_route("/health", health)

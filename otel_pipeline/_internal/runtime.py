@@ -1,0 +1,244 @@
+"""The configured pipeline, the process-wide state the hooks read, and configure/shutdown.
+
+Hooks never hold a provider: they ask :data:`STATE` for the current :class:`Pipeline` and rebind
+their series when its generation changes (configure, shutdown, a test fixture). That is what lets
+``q = op.queue("emails")`` be created at import time, before ``configure()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, MetricsData
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_pipeline._internal import providers
+from otel_pipeline._internal.errors import logger
+from otel_pipeline._internal.merge import attach_core
+from otel_pipeline._internal.registry import Registry
+from otel_pipeline._internal.spans import HookTracer
+from otel_pipeline._version import __version__
+from otel_pipeline.config import Config
+
+__all__ = ["STATE", "Pipeline", "configure", "current", "install", "shutdown"]
+
+SCOPE_NAME = "otel_pipeline"
+SCOPE = InstrumentationScope(SCOPE_NAME, __version__, None, None)
+
+
+class Pipeline:
+    """A configured pipeline: providers, the hooks' registry, the server. Returned by ``configure()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
+        registry: Registry | None = None,
+        tracer: HookTracer | None = None,
+        local_reader: InMemoryMetricReader | None = None,
+        server: Any = None,
+        resource: Resource | None = None,
+    ) -> None:
+        self.config = config
+        self.meter_provider = meter_provider
+        self.tracer_provider = tracer_provider
+        self.registry = registry
+        self.tracer = tracer or HookTracer(None, 0.0, None)
+        self.local_reader = local_reader
+        self.server = server
+        self.resource = resource
+        self._closed = False
+        self._lock = threading.Lock()
+        #: Extra shutdown steps registered by hooks (e.g. stop the resource monitor).
+        self.on_shutdown: list[Callable[[], None]] = []
+
+    @property
+    def enabled(self) -> bool:
+        """False when configured with ``enabled=False`` / ``OTEL_SDK_DISABLED``, or after shutdown."""
+        return self.registry is not None and not self._closed
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """The port ``/metrics`` is served on (the real one when 0 was asked for), or None."""
+        return None if self.server is None else int(self.server.port)
+
+    @property
+    def metrics_url(self) -> str | None:
+        return None if self.server is None else f"{self.server.url}/metrics"
+
+    def collect(self) -> MetricsData | None:
+        """Everything recorded so far, as the exporters would see it (cumulative)."""
+        if self.local_reader is None or self._closed:
+            return None
+        return self.local_reader.get_metrics_data()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush metrics and spans, stop the server; idempotent; returns within ``timeout`` seconds.
+
+        The default bound is ``export_timeout + 2`` seconds, enough for one final export attempt
+        against an unreachable receiver.
+        """
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        for step in list(self.on_shutdown):
+            try:
+                step()
+            except Exception:
+                logger.exception("otel_pipeline: a shutdown step failed")
+        if self.registry is not None:
+            self.registry.enabled = False
+        if self.server is not None:
+            self.server.stop()
+        bound = self.config.export_timeout + 2.0 if timeout is None else timeout
+        done = threading.Event()
+
+        def flush() -> None:
+            try:
+                if self.tracer_provider is not None:
+                    self.tracer_provider.shutdown()
+                if self.meter_provider is not None:
+                    # The registry stays readable for this final collection.
+                    if self.registry is not None:
+                        self.registry.enabled = True
+                    self.meter_provider.shutdown(timeout_millis=bound * 1000.0)
+            except Exception:
+                logger.exception("otel_pipeline: shutdown flush failed")
+            finally:
+                if self.registry is not None:
+                    self.registry.enabled = False
+                done.set()
+
+        threading.Thread(target=flush, name="otel-pipeline-shutdown", daemon=True).start()
+        finished = done.wait(bound)
+        if not finished:
+            logger.warning("otel_pipeline: shutdown gave up flushing after %.1f s (receiver down?)", bound)
+        return finished
+
+
+@dataclass
+class _State:
+    pipeline: Pipeline | None = None
+    generation: int = 0
+
+
+STATE = _State()
+_lock = threading.RLock()
+_globals_set = False
+_atexit_registered = False
+
+
+def current() -> Pipeline | None:
+    """The pipeline hooks record into, or None."""
+    return STATE.pipeline
+
+
+def install(pipeline: Pipeline | None) -> Pipeline | None:
+    """Make ``pipeline`` the one hooks record into; returns the previous one. Bumps the generation."""
+    with _lock:
+        previous = STATE.pipeline
+        STATE.pipeline = pipeline
+        STATE.generation += 1
+        return previous
+
+
+def build_pipeline(
+    config: Config,
+    *,
+    extra_readers: list[MetricReader] | None = None,
+    span_processors: list[SpanProcessor] | None = None,
+    serve: bool = True,
+) -> Pipeline:
+    """Providers, registry and (for the Prometheus exporter) the server, for ``config``."""
+    if not config.enabled:
+        return Pipeline(config)
+    resource = providers.build_resource(config)
+    built = providers.metric_readers(config)
+    readers = built.readers + list(extra_readers or [])
+    meter_provider = providers.build_meter_provider(resource, readers)
+    registry = Registry(
+        meter_provider.get_meter(SCOPE_NAME, __version__),
+        mode=config.instrument_mode,
+        buckets=tuple(config.histogram_buckets),
+        cardinality_limit=config.cardinality_limit,
+    )
+    if config.instrument_mode == "core":
+        for reader in readers:
+            attach_core(reader, registry, resource, SCOPE)
+    tracer_provider, ids = providers.build_tracer_provider(config, resource, span_processors)
+    tracer = HookTracer(tracer_provider.get_tracer(SCOPE_NAME, __version__), config.trace_sample_rate, ids)
+    pipeline = Pipeline(
+        config,
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
+        registry=registry,
+        tracer=tracer,
+        local_reader=built.local_reader,
+        resource=resource,
+    )
+    if serve and built.prometheus_registry is not None:
+        from otel_pipeline._internal.routes import install_default_routes
+        from otel_pipeline.server import MetricsServer
+
+        try:
+            server = MetricsServer(config.prometheus_host, config.prometheus_port)
+        except OSError:
+            tracer_provider.shutdown()
+            meter_provider.shutdown()
+            raise
+        install_default_routes(server, pipeline, built.prometheus_registry)
+        server.start()
+        pipeline.server = server
+    return pipeline
+
+
+def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipeline:
+    """See :func:`otel_pipeline.configure` (the public docstring lives there)."""
+    global _globals_set, _atexit_registered
+    config = Config.resolve(os.environ if environ is None else environ, **options)
+    with _lock:
+        existing = STATE.pipeline
+        if existing is not None and not existing._closed:
+            if existing.config == config:
+                return existing
+            changed = sorted(
+                name for name in config.__dataclass_fields__ if getattr(config, name) != getattr(existing.config, name)
+            )
+            raise RuntimeError(
+                "otel_pipeline is already configured with other options (" + ", ".join(changed) + "); "
+                "call otel_pipeline.shutdown() before configuring again"
+            )
+        pipeline = build_pipeline(config)
+        if pipeline.meter_provider is not None and pipeline.tracer_provider is not None and not _globals_set:
+            # The OpenTelemetry API lets the global providers be set once per process.
+            otel_metrics.set_meter_provider(pipeline.meter_provider)
+            otel_trace.set_tracer_provider(pipeline.tracer_provider)
+            _globals_set = True
+        install(pipeline)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+    return pipeline
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """See :func:`otel_pipeline.shutdown`."""
+    with _lock:
+        pipeline = STATE.pipeline
+        if pipeline is None:
+            return True
+        install(None)
+    return pipeline.shutdown(timeout)

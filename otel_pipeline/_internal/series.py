@@ -1,0 +1,156 @@
+"""Pre-bound series: the in-process aggregates the hooks record into.
+
+A series is one metric stream with its attributes resolved once, at bind time. Recording is a
+lock, an addition and (only while a sampled span is open somewhere) an exemplar offer. The
+registry turns series into OpenTelemetry points at collection time.
+
+Exemplar reservoirs follow the SDK's defaults exactly: one exemplar per histogram bucket (the
+last measurement in it), and for sums and gauges a size-1 reservoir sample drawn with the same
+``random.randrange`` calls, both reset at every collection.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left
+from random import randrange
+from time import time_ns
+from typing import Any
+
+from otel_pipeline._internal.errors import warn_once
+from otel_pipeline._internal.exemplars import TRACKER, current_sampled_ids
+
+__all__ = ["CounterSeries", "GaugeSeries", "HistogramSeries", "SumSeries", "UpDownCounterSeries"]
+
+Attributes = dict[str, Any]
+#: A captured exemplar: (value, time_unix_nano, span_id, trace_id).
+RawExemplar = tuple[float, int, int, int]
+
+
+class SumSeries:
+    """Shared storage of counters and up-down counters."""
+
+    __slots__ = ("_ex", "_ex_seen", "_lock", "_touched", "_value", "attributes", "name", "start_time")
+
+    def __init__(self, name: str, attributes: Attributes) -> None:
+        self.name = name
+        self.attributes = attributes
+        self.start_time = time_ns()
+        self._lock = threading.Lock()
+        self._value: float = 0
+        self._touched = False
+        self._ex: RawExemplar | None = None
+        self._ex_seen = 0
+
+    def _offer(self, value: float) -> None:
+        ids = current_sampled_ids()
+        if ids is None:
+            return
+        now = time_ns()
+        with self._lock:
+            self._ex_seen += 1
+            if self._ex_seen == 1 or randrange(0, self._ex_seen) == 0:
+                self._ex = (value, now, ids[0], ids[1])
+
+    def snapshot(self) -> tuple[bool, float, RawExemplar | None]:
+        """(touched, value, exemplar) under the lock; the exemplar reservoir is reset."""
+        with self._lock:
+            exemplar, self._ex, self._ex_seen = self._ex, None, 0
+            return self._touched, self._value, exemplar
+
+
+class CounterSeries(SumSeries):
+    """A monotonic sum: negative increments are dropped (logged once), as the SDK does."""
+
+    __slots__ = ()
+
+    def add(self, amount: float = 1) -> None:
+        """Add a non-negative amount."""
+        if amount < 0:
+            warn_once(f"negative:{self.name}", "counter %s: negative increment %r dropped", self.name, amount)
+            return
+        with self._lock:
+            self._value += amount
+            self._touched = True
+        if TRACKER.active:
+            self._offer(amount)
+
+
+class UpDownCounterSeries(SumSeries):
+    """A non-monotonic sum."""
+
+    __slots__ = ()
+
+    def add(self, amount: float = 1) -> None:
+        """Add a positive or negative amount."""
+        with self._lock:
+            self._value += amount
+            self._touched = True
+        if TRACKER.active:
+            self._offer(amount)
+
+
+class GaugeSeries(SumSeries):
+    """A synchronous gauge: the last value set."""
+
+    __slots__ = ()
+
+    def set(self, value: float) -> None:
+        """Set the current value."""
+        with self._lock:
+            self._value = value
+            self._touched = True
+        if TRACKER.active:
+            self._offer(value)
+
+
+class HistogramSeries:
+    """An explicit-bucket histogram with sum, count, min and max."""
+
+    __slots__ = ("_bounds", "_counts", "_ex", "_lock", "_max", "_min", "_sum", "attributes", "name", "start_time")
+
+    def __init__(self, name: str, attributes: Attributes, bounds: tuple[float, ...]) -> None:
+        self.name = name
+        self.attributes = attributes
+        self.start_time = time_ns()
+        self._bounds = bounds
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum: float = 0
+        self._min: float = math.inf
+        self._max: float = -math.inf
+        self._ex: dict[int, RawExemplar] = {}
+
+    def record(self, value: float) -> None:
+        """Record one non-negative measurement (negative ones are dropped, as the SDK does)."""
+        if value < 0:
+            warn_once(f"negative:{self.name}", "histogram %s: negative value %r dropped", self.name, value)
+            return
+        index = bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+            if value < self._min:
+                self._min = value
+            if value > self._max:
+                self._max = value
+        if TRACKER.active:
+            self._offer(value, index)
+
+    def _offer(self, value: float, index: int) -> None:
+        ids = current_sampled_ids()
+        if ids is not None:
+            exemplar = (value, time_ns(), ids[0], ids[1])
+            with self._lock:
+                self._ex[index] = exemplar
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def snapshot(self) -> tuple[list[int], float, float, float, list[RawExemplar]]:
+        """(bucket counts, sum, min, max, exemplars by bucket) under the lock; exemplars reset."""
+        with self._lock:
+            exemplars, self._ex = self._ex, {}
+            return list(self._counts), self._sum, self._min, self._max, [exemplars[i] for i in sorted(exemplars)]

@@ -1,0 +1,232 @@
+"""Configuration: the public options, read from arguments and the standard ``OTEL_*`` variables.
+
+Precedence, highest first: an explicit argument to :func:`otel_pipeline.configure`, then the
+standard environment variable, then the default. Every value is validated here, once, so that
+a mistake fails at start-up with a message naming the option, the bad value and what is allowed.
+
+>>> cfg = Config.resolve(service_name="orders", exporter="none", environ={})
+>>> (cfg.service_name, cfg.exporter, cfg.prometheus_port)
+('orders', 'none', 9464)
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["DEFAULT_DURATION_BUCKETS", "EXPORTERS", "INSTRUMENT_MODES", "OTLP_PROTOCOLS", "Config"]
+
+#: Seconds buckets advised by the OpenTelemetry semantic conventions for durations.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+EXPORTERS = ("prometheus", "otlp", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+INSTRUMENT_MODES = ("core", "sdk")
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def _fail(option: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"otel_pipeline: {option}={value!r} is not valid; {allowed}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved, validated options of one :func:`otel_pipeline.configure` call."""
+
+    service_name: str = "unknown_service"
+    service_version: str = ""
+    exporter: str = "prometheus"
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 9464
+    otlp_endpoint: str | None = None
+    otlp_protocol: str = "grpc"
+    export_interval: float = 10.0
+    export_timeout: float = 5.0
+    trace_sample_rate: float = 1.0
+    histogram_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    enabled: bool = True
+    instrument_mode: str = "core"
+    cardinality_limit: int = 2000
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, environ: Mapping[str, str], **arguments: Any) -> Config:
+        """Merge explicit arguments (``None`` means "not given") over the environment and defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(arguments) - known)
+        if unknown:
+            raise TypeError(
+                f"otel_pipeline.configure() got unknown option(s) {', '.join(unknown)}; "
+                f"known options: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = _from_environment(environ)
+        values.update({k: v for k, v in arguments.items() if v is not None})
+        resource = dict(_parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", "")))
+        resource.update(values.pop("resource_attributes", None) or {})
+        if "service_name" not in values and "service.name" in resource:
+            values["service_name"] = resource["service.name"]
+        if "service_version" not in values and "service.version" in resource:
+            values["service_version"] = resource["service.version"]
+        config = cls(resource_attributes=resource, **values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first bad option."""
+        if not isinstance(self.service_name, str) or not self.service_name.strip():
+            raise _fail("service_name", self.service_name, "a non-empty string is required")
+        if not isinstance(self.service_version, str):
+            raise _fail("service_version", self.service_version, "a string is required")
+        if self.exporter not in EXPORTERS:
+            raise _fail("exporter", self.exporter, f"use one of {', '.join(map(repr, EXPORTERS))}")
+        if not isinstance(self.prometheus_host, str) or not self.prometheus_host:
+            raise _fail("prometheus_host", self.prometheus_host, "a host name or IP address is required")
+        port = self.prometheus_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise _fail("prometheus_port", port, "use an integer from 0 to 65535 (0 picks a free port)")
+        if self.otlp_protocol not in OTLP_PROTOCOLS:
+            raise _fail("otlp_protocol", self.otlp_protocol, f"use one of {', '.join(map(repr, OTLP_PROTOCOLS))}")
+        if self.otlp_endpoint is not None:
+            _check_endpoint(self.otlp_endpoint)
+        _check_positive("export_interval", self.export_interval)
+        _check_positive("export_timeout", self.export_timeout)
+        rate = self.trace_sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise _fail("trace_sample_rate", rate, "use a number from 0.0 to 1.0")
+        _check_buckets(self.histogram_buckets)
+        if not isinstance(self.enabled, bool):
+            raise _fail("enabled", self.enabled, "use True or False")
+        if self.instrument_mode not in INSTRUMENT_MODES:
+            raise _fail(
+                "instrument_mode", self.instrument_mode, f"use one of {', '.join(map(repr, INSTRUMENT_MODES))}"
+            )
+        limit = self.cardinality_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
+        for key, value in self.resource_attributes.items():
+            if not isinstance(key, str) or not key or not isinstance(value, str):
+                raise _fail("resource_attributes", {key: value}, "keys and values must be non-empty strings")
+
+    @property
+    def resolved_otlp_endpoint(self) -> str:
+        """The OTLP endpoint to use: the configured one or the protocol's default on localhost."""
+        if self.otlp_endpoint:
+            return self.otlp_endpoint
+        return "http://localhost:4317" if self.otlp_protocol == "grpc" else "http://localhost:4318"
+
+
+def _check_positive(option: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise _fail(option, value, "use a positive, finite number of seconds")
+
+
+def _check_buckets(buckets: object) -> None:
+    allowed = "use a non-empty sequence of finite numbers (seconds) in strictly increasing order"
+    if not isinstance(buckets, Sequence) or isinstance(buckets, (str, bytes)) or not buckets:
+        raise _fail("histogram_buckets", buckets, allowed)
+    previous = -math.inf
+    for bound in buckets:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
+            raise _fail("histogram_buckets", tuple(buckets), allowed)
+        if bound <= previous:
+            raise _fail("histogram_buckets", tuple(buckets), allowed)
+        previous = bound
+
+
+def _check_endpoint(endpoint: object) -> None:
+    allowed = "use an http:// or https:// URL with a host, e.g. 'http://localhost:4317'"
+    if not isinstance(endpoint, str):
+        raise _fail("otlp_endpoint", endpoint, allowed)
+    try:
+        parsed = urllib.parse.urlsplit(endpoint)
+        port = parsed.port  # raises ValueError for a bad port
+    except ValueError:
+        raise _fail("otlp_endpoint", endpoint, allowed) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise _fail("otlp_endpoint", endpoint, allowed)
+    if port is not None and not 0 < port <= 65535:
+        raise _fail("otlp_endpoint", endpoint, allowed)
+
+
+def _parse_resource_attributes(raw: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail("OTEL_RESOURCE_ATTRIBUTES", raw, "use comma-separated key=value pairs")
+        result[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return result
+
+
+def _env_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _fail(name, raw, "use true or false")
+
+
+def _env_number(name: str, raw: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise _fail(name, raw, f"use a{'n integer' if kind is int else ' number'}") from None
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read the standard OTEL_* variables that map onto our options."""
+    values: dict[str, Any] = {}
+    if environ.get("OTEL_SERVICE_NAME"):
+        values["service_name"] = environ["OTEL_SERVICE_NAME"]
+    if "OTEL_SDK_DISABLED" in environ and _env_bool("OTEL_SDK_DISABLED", environ["OTEL_SDK_DISABLED"]):
+        values["enabled"] = False
+    if environ.get("OTEL_METRICS_EXPORTER"):
+        # The spec allows a list; we take the first exporter we know.
+        first = environ["OTEL_METRICS_EXPORTER"].split(",")[0].strip()
+        if first not in EXPORTERS:
+            raise _fail("OTEL_METRICS_EXPORTER", environ["OTEL_METRICS_EXPORTER"], f"use one of {EXPORTERS}")
+        values["exporter"] = first
+    if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        values["otlp_endpoint"] = environ["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+    if environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
+        values["otlp_protocol"] = environ["OTEL_EXPORTER_OTLP_PROTOCOL"].strip()
+    if environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
+        # The variable is in milliseconds; our option is in seconds.
+        millis = _env_number("OTEL_METRIC_EXPORT_INTERVAL", environ["OTEL_METRIC_EXPORT_INTERVAL"], float)
+        values["export_interval"] = millis / 1000.0
+    if environ.get("OTEL_METRIC_EXPORT_TIMEOUT"):
+        millis = _env_number("OTEL_METRIC_EXPORT_TIMEOUT", environ["OTEL_METRIC_EXPORT_TIMEOUT"], float)
+        values["export_timeout"] = millis / 1000.0
+    if environ.get("OTEL_TRACES_SAMPLER_ARG"):
+        values["trace_sample_rate"] = _env_number(
+            "OTEL_TRACES_SAMPLER_ARG", environ["OTEL_TRACES_SAMPLER_ARG"], float
+        )
+    if environ.get("OTEL_EXPORTER_PROMETHEUS_HOST"):
+        values["prometheus_host"] = environ["OTEL_EXPORTER_PROMETHEUS_HOST"].strip()
+    if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
+        values["prometheus_port"] = int(
+            _env_number("OTEL_EXPORTER_PROMETHEUS_PORT", environ["OTEL_EXPORTER_PROMETHEUS_PORT"], int)
+        )
+    return values

@@ -1,0 +1,1 @@
+"""One module per domain hook. Importing this package declares every hook's metrics."""

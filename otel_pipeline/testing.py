@@ -1,0 +1,121 @@
+"""A pytest fixture that captures otel_pipeline's metrics and spans in memory, per test.
+
+Installed as a pytest plugin with the package: request ``otel_capture`` in a test. Each test
+gets fresh providers (an in-memory metric reader and span exporter); the global OpenTelemetry
+providers are never touched, and whatever pipeline was current is restored afterwards.
+
+>>> from otel_pipeline.testing import Capture
+>>> with Capture() as capture:
+...     import otel_pipeline as op
+...     op.queue("emails").enqueued(3)
+...     capture.value("queue.jobs.enqueued", {"queue.name": "emails"})
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_pipeline._internal import runtime
+from otel_pipeline.config import Config
+
+__all__ = ["Capture", "otel_capture"]
+
+
+class Capture:
+    """A pipeline of its own with in-memory export, made current while in use.
+
+    Options are those of :func:`otel_pipeline.configure` (the exporter is always in-memory).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("service_name", "test")
+        options["exporter"] = "none"
+        self.config = Config.resolve({}, **options)
+        self.reader = InMemoryMetricReader()
+        self.spans_exporter = InMemorySpanExporter()
+        self.pipeline = runtime.build_pipeline(
+            self.config,
+            extra_readers=[self.reader],
+            span_processors=[SimpleSpanProcessor(self.spans_exporter)],
+            serve=False,
+        )
+        self._previous: runtime.Pipeline | None = None
+
+    def __enter__(self) -> Capture:
+        self._previous = runtime.install(self.pipeline)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        runtime.install(self._previous)
+        self.pipeline.shutdown(timeout=5)
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def collect(self) -> MetricsData | None:
+        """Collect now: every metric recorded so far (cumulative)."""
+        return self.reader.get_metrics_data()
+
+    def metrics(self) -> dict[str, Metric]:
+        """Every metric collected now, by name."""
+        data = self.collect()
+        found: dict[str, Metric] = {}
+        if data is not None:
+            for resource_metrics in data.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        found[metric.name] = metric
+        return found
+
+    def metric(self, name: str) -> Metric:
+        """The metric named ``name``; ``KeyError`` listing what exists if it is missing."""
+        found = self.metrics()
+        if name not in found:
+            raise KeyError(f"no metric {name!r}; collected: {sorted(found)}")
+        return found[name]
+
+    def point(self, name: str, attributes: Mapping[str, Any] | None = None) -> Any:
+        """The data point of ``name`` whose attributes are exactly ``attributes``."""
+        metric = self.metric(name)
+        wanted = dict(attributes or {})
+        points = list(metric.data.data_points)
+        for point in points:
+            if dict(point.attributes or {}) == wanted:
+                return point
+        raise KeyError(f"{name}: no point with attributes {wanted}; points have {[dict(p.attributes) for p in points]}")
+
+    def value(self, name: str, attributes: Mapping[str, Any] | None = None) -> Any:
+        """A counter/gauge point's value, or a histogram point's count."""
+        point = self.point(name, attributes)
+        return point.count if hasattr(point, "bucket_counts") else point.value
+
+    def points(self, name: str) -> list[Any]:
+        """Every data point of ``name``."""
+        return list(self.metric(name).data.data_points)
+
+    # -- spans ----------------------------------------------------------------------------
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """Finished spans, oldest first, optionally only those named ``name``."""
+        spans = list(self.spans_exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def clear_spans(self) -> None:
+        self.spans_exporter.clear()
+
+
+@pytest.fixture
+def otel_capture() -> Iterator[Capture]:
+    """A fresh in-memory :class:`Capture`, current for the duration of the test."""
+    with Capture() as capture:
+        yield capture
