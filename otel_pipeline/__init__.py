@@ -65,7 +65,7 @@ def configure(
     >>> op.shutdown()
     True
     """
-    options = {
+    options: dict[str, Any] = {
         "service_name": service_name,
         "exporter": exporter,
         "prometheus_host": prometheus_host,
@@ -76,7 +76,9 @@ def configure(
         "export_timeout": export_timeout,
         "trace_sample_rate": trace_sample_rate,
         # A list is as good as a tuple; anything else goes on to validation, which names it.
-        "histogram_buckets": tuple(histogram_buckets) if isinstance(histogram_buckets, list) else histogram_buckets,
+        "histogram_buckets": tuple(histogram_buckets)
+        if isinstance(histogram_buckets, list)
+        else histogram_buckets,
         "enabled": enabled,
         "service_version": service_version,
         "instrument_mode": instrument_mode,

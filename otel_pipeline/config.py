@@ -104,7 +104,9 @@ class Config:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise _fail("prometheus_port", port, "use an integer from 0 to 65535 (0 picks a free port)")
         if self.otlp_protocol not in OTLP_PROTOCOLS:
-            raise _fail("otlp_protocol", self.otlp_protocol, f"use one of {', '.join(map(repr, OTLP_PROTOCOLS))}")
+            raise _fail(
+                "otlp_protocol", self.otlp_protocol, f"use one of {', '.join(map(repr, OTLP_PROTOCOLS))}"
+            )
         if self.otlp_endpoint is not None:
             _check_endpoint(self.otlp_endpoint)
         _check_positive("export_interval", self.export_interval)
@@ -117,7 +119,9 @@ class Config:
             raise _fail("enabled", self.enabled, "use True or False")
         if self.instrument_mode not in INSTRUMENT_MODES:
             raise _fail(
-                "instrument_mode", self.instrument_mode, f"use one of {', '.join(map(repr, INSTRUMENT_MODES))}"
+                "instrument_mode",
+                self.instrument_mode,
+                f"use one of {', '.join(map(repr, INSTRUMENT_MODES))}",
             )
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -135,7 +139,11 @@ class Config:
 
 
 def _check_positive(option: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value > 0 and math.isfinite(value))
+    ):
         raise _fail(option, value, "use a positive, finite number of seconds")
 
 

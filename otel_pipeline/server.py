@@ -73,7 +73,10 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="otel-pipeline-http", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="otel-pipeline-http",
+            daemon=True,
         )
         self._thread.start()
 

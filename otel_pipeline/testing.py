@@ -88,11 +88,13 @@ class Capture:
         """The data point of ``name`` whose attributes are exactly ``attributes``."""
         metric = self.metric(name)
         wanted = dict(attributes or {})
-        points = list(metric.data.data_points)
+        points: list[Any] = list(metric.data.data_points)
         for point in points:
             if dict(point.attributes or {}) == wanted:
                 return point
-        raise KeyError(f"{name}: no point with attributes {wanted}; points have {[dict(p.attributes) for p in points]}")
+        raise KeyError(
+            f"{name}: no point with attributes {wanted}; points have {[dict(p.attributes) for p in points]}"
+        )
 
     def value(self, name: str, attributes: Mapping[str, Any] | None = None) -> Any:
         """A counter/gauge point's value, or a histogram point's count."""
@@ -111,6 +113,7 @@ class Capture:
         return [s for s in spans if name is None or s.name == name]
 
     def clear_spans(self) -> None:
+        """Forget the finished spans captured so far."""
         self.spans_exporter.clear()
 
 

@@ -25,7 +25,9 @@ def check_name(what: str, name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"otel_pipeline: {what} must be a str, got {type(name).__name__} {name!r}")
     if not name.strip() or len(name) > 255:
-        raise ValueError(f"otel_pipeline: {what}={name!r} is not valid; use a non-empty name of at most 255 characters")
+        raise ValueError(
+            f"otel_pipeline: {what}={name!r} is not valid; use a non-empty name of at most 255 characters"
+        )
     return name
 
 
@@ -62,7 +64,12 @@ class Hook:
             try:
                 bound = self._bind(pipeline)
             except Exception:
-                warn_once(f"bind:{self.kind}:{self.name}", "otel_pipeline: %s %r could not bind", self.kind, self.name)
+                warn_once(
+                    f"bind:{self.kind}:{self.name}",
+                    "otel_pipeline: %s %r could not bind",
+                    self.kind,
+                    self.name,
+                )
                 logger.debug("bind failure", exc_info=True)
         self._bound = bound
         self._generation = generation
@@ -78,10 +85,10 @@ class Hook:
 def get_hook(cls: type[H], name: str, *args: Any, **kwargs: Any) -> H:
     """The cached hook of ``cls`` named ``name``, created with ``args`` on first use."""
     key = (cls, name)
-    hook = _HOOKS.get(key)
+    hook: H | None = _HOOKS.get(key)
     if hook is None:
         with _HOOKS_LOCK:
             hook = _HOOKS.get(key)
             if hook is None:
                 hook = _HOOKS[key] = cls(name, *args, **kwargs)
-    return hook  # type: ignore[no-any-return]
+    return hook

@@ -32,7 +32,7 @@ __all__ = ["attach_core"]
 
 def check_cumulative(reader: MetricReader) -> None:
     """The core aggregates cumulatively; refuse a reader that asks for delta, naming the cure."""
-    temporality: dict[type, AggregationTemporality] = reader._instrument_class_temporality
+    temporality: dict[Any, AggregationTemporality] = reader._instrument_class_temporality
     for cls in (_Counter, _UpDownCounter, _Histogram, _Gauge):
         if temporality.get(cls) is AggregationTemporality.DELTA:
             raise ValueError(
@@ -42,10 +42,12 @@ def check_cumulative(reader: MetricReader) -> None:
             )
 
 
-def attach_core(reader: MetricReader, registry: Registry, resource: Resource, scope: InstrumentationScope) -> None:
+def attach_core(
+    reader: MetricReader, registry: Registry, resource: Resource, scope: InstrumentationScope
+) -> None:
     """Make ``reader`` (already registered on a MeterProvider) also collect ``registry``'s series."""
     check_cumulative(reader)
-    original: Callable[..., MetricsData | None] | None = reader._collect
+    original: Callable[..., MetricsData | None] | None = reader._collect  # type: ignore[assignment]
     if original is None:
         raise RuntimeError("attach_core needs a reader registered on a MeterProvider")
 
@@ -60,7 +62,7 @@ def attach_core(reader: MetricReader, registry: Registry, resource: Resource, sc
             return data
         return _merged(data, metrics, resource, scope)
 
-    reader._set_collect_callback(collect)
+    reader._set_collect_callback(collect)  # type: ignore[arg-type]
 
 
 def _merged(
@@ -71,7 +73,9 @@ def _merged(
             resource_metrics=[
                 ResourceMetrics(
                     resource=resource,
-                    scope_metrics=[ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")],
+                    scope_metrics=[
+                        ScopeMetrics(scope=scope, metrics=metrics, schema_url=scope.schema_url or "")
+                    ],
                     schema_url=resource.schema_url,
                 )
             ]

@@ -95,7 +95,9 @@ def otlp_metric_exporter(config: Config) -> Any:
             timeout=config.export_timeout,
             preferred_temporality=_cumulative(),
         )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
 
     return HttpMetricExporter(
         endpoint=endpoint.rstrip("/") + "/v1/metrics",
@@ -109,7 +111,9 @@ def otlp_span_exporter(config: Config) -> SpanExporter:
     if config.otlp_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=endpoint, insecure=_insecure(endpoint), timeout=config.export_timeout)
+        return OTLPSpanExporter(
+            endpoint=endpoint, insecure=_insecure(endpoint), timeout=config.export_timeout
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 
     return HttpSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=config.export_timeout)
@@ -172,9 +176,10 @@ def build_tracer_provider(
             provider.add_span_processor(processor)
     elif config.exporter == "otlp" or (config.exporter == "prometheus" and config.otlp_endpoint):
         provider.add_span_processor(
-            BatchSpanProcessor(otlp_span_exporter(config), export_timeout_millis=config.export_timeout * 1000.0)
+            BatchSpanProcessor(
+                otlp_span_exporter(config), export_timeout_millis=config.export_timeout * 1000.0
+            )
         )
     elif config.exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     return provider, ids
-

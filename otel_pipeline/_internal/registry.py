@@ -128,7 +128,9 @@ class CoreInstrument:
                 return None
             data: Any = Histogram(data_points=histogram_points, aggregation_temporality=_CUMULATIVE)
         else:
-            number_points = [p for p in (_number_point(s, now, spec.kind) for s in all_series) if p is not None]
+            number_points = [
+                p for p in (_number_point(s, now, spec.kind) for s in all_series) if p is not None
+            ]
             if not number_points:
                 return None
             if spec.kind is Kind.GAUGE:

@@ -12,11 +12,13 @@ from otel_pipeline.server import MetricsServer, Response, json_response
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
 
-__all__ = ["HEALTH_SOURCES", "install_default_routes"]
+__all__ = ["HEALTH_SOURCES", "ROUTE_INSTALLERS", "install_default_routes"]
 
 #: Contributors to /health: each returns (component name, status, details); status is
 #: "healthy", "degraded" or "unhealthy". Later hooks (checks, breakers) register here.
 HEALTH_SOURCES: list[Callable[[Pipeline], list[tuple[str, str, dict[str, Any]]]]] = []
+#: Functions that add routes to a new server (e.g. /stats); hook modules append to it on import.
+ROUTE_INSTALLERS: list[Callable[[MetricsServer, Pipeline], None]] = []
 _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
 
@@ -42,3 +44,5 @@ def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: 
 
     server.add_route("/metrics", metrics)
     server.add_route("/health", health)
+    for installer in ROUTE_INSTALLERS:
+        installer(server, pipeline)

@@ -215,7 +215,9 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
             if existing.config == config:
                 return existing
             changed = sorted(
-                name for name in config.__dataclass_fields__ if getattr(config, name) != getattr(existing.config, name)
+                name
+                for name in config.__dataclass_fields__
+                if getattr(config, name) != getattr(existing.config, name)
             )
             raise RuntimeError(
                 "otel_pipeline is already configured with other options (" + ", ".join(changed) + "); "

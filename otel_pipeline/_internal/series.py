@@ -108,7 +108,18 @@ class GaugeSeries(SumSeries):
 class HistogramSeries:
     """An explicit-bucket histogram with sum, count, min and max."""
 
-    __slots__ = ("_bounds", "_counts", "_ex", "_lock", "_max", "_min", "_sum", "attributes", "name", "start_time")
+    __slots__ = (
+        "_bounds",
+        "_counts",
+        "_ex",
+        "_lock",
+        "_max",
+        "_min",
+        "_sum",
+        "attributes",
+        "name",
+        "start_time",
+    )
 
     def __init__(self, name: str, attributes: Attributes, bounds: tuple[float, ...]) -> None:
         self.name = name
@@ -153,4 +164,10 @@ class HistogramSeries:
         """(bucket counts, sum, min, max, exemplars by bucket) under the lock; exemplars reset."""
         with self._lock:
             exemplars, self._ex = self._ex, {}
-            return list(self._counts), self._sum, self._min, self._max, [exemplars[i] for i in sorted(exemplars)]
+            return (
+                list(self._counts),
+                self._sum,
+                self._min,
+                self._max,
+                [exemplars[i] for i in sorted(exemplars)],
+            )

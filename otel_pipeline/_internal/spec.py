@@ -40,4 +40,6 @@ class MetricSpec:
         if not _NAME.match(self.name):
             raise ValueError(f"metric name {self.name!r} is not a valid OpenTelemetry instrument name")
         if not self.description:
-            raise ValueError(f"metric {self.name!r} needs a description (promtool rejects metrics without HELP)")
+            raise ValueError(
+                f"metric {self.name!r} needs a description (promtool rejects metrics without HELP)"
+            )

@@ -40,7 +40,12 @@ DURATION = declare(
     hook=HOOK,
 )
 IN_PROGRESS = declare(
-    "queue.jobs.in_progress", Kind.UP_DOWN_COUNTER, "{job}", "Jobs being processed now.", ["queue.name"], hook=HOOK
+    "queue.jobs.in_progress",
+    Kind.UP_DOWN_COUNTER,
+    "{job}",
+    "Jobs being processed now.",
+    ["queue.name"],
+    hook=HOOK,
 )
 
 
@@ -50,7 +55,9 @@ class _Processing(Operation):
     __slots__ = ("_attributes", "_done", "_duration", "_failed", "_in_progress", "_registry")
 
     def __init__(self, hook: Queue, pipeline: Pipeline) -> None:
-        super().__init__(pipeline.tracer, f"queue.process {hook.name}", {"queue.name": hook.name}, hook.processing)
+        super().__init__(
+            pipeline.tracer, f"queue.process {hook.name}", {"queue.name": hook.name}, hook.processing
+        )
         registry = pipeline.registry
         assert registry is not None
         self._registry = registry
@@ -79,7 +86,10 @@ class _Processing(Operation):
     def _failure_series(self, exc_type: type[BaseException]) -> tuple[Any, Any]:
         registry = self._registry
         attributes = {**self._attributes, "outcome": "failure", "error.type": error_type(exc_type) or ""}
-        pair = (registry.instrument(PROCESSED).bind(attributes), registry.instrument(DURATION).bind(attributes))
+        pair = (
+            registry.instrument(PROCESSED).bind(attributes),
+            registry.instrument(DURATION).bind(attributes),
+        )
         if len(self._failed) < 64:
             self._failed[exc_type.__qualname__] = pair
         return pair
