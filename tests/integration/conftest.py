@@ -1,0 +1,7 @@
+"""Integration tests run against real servers started on loopback by these fixtures."""
+
+from __future__ import annotations
+
+from tests.support.fixtures import otlp_receiver, prometheus_factory, rotel, rotel_factory
+
+__all__ = ["otlp_receiver", "prometheus_factory", "rotel", "rotel_factory"]

@@ -1,0 +1,111 @@
+"""Test support: real servers (Prometheus, rotel) and an in-test OTLP receiver, started on loopback.
+
+Every server here binds 127.0.0.1 on a free port, keeps its files in a temporary directory and
+is stopped by its PID; none is ever left behind. A missing binary is a failure naming the cure
+(``bash scripts/system-deps.sh`` or ``make test``), never a skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["ManagedProcess", "MissingBinaryError", "free_port", "port_open", "require_binary", "wait_until"]
+
+T = TypeVar("T")
+
+
+class MissingBinaryError(RuntimeError):
+    """A server binary the tests need is not installed."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, *, hint: str = "run `bash scripts/system-deps.sh` (or `make test`)") -> str:
+    """The path of the executable ``name``; :class:`MissingBinaryError` saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise MissingBinaryError(f"{name!r} is not installed: {hint}")
+    return path
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Call ``probe`` until it returns something other than None/False; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = probe()
+        except Exception as error:  # probes talk to servers that may not be up yet
+            last_error = error
+            result = None
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ManagedProcess:
+    """A server process with its output in ``log_path``; :meth:`stop` ends it by its PID."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_running(self, what: str) -> None:
+        """Raise RuntimeError with the log's tail if the process has exited."""
+        if not self.running():
+            raise RuntimeError(
+                f"{what} exited with code {self.process.returncode}: {' '.join(self.argv)}\n{self.log_tail()}"
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; idempotent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
