@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from threading import Lock
 from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -64,7 +65,9 @@ class Instrument(Protocol):
 
     spec: MetricSpec
 
-    def bind(self, attributes: Mapping[str, AttributeValue] | None = None) -> Any: ...
+    def bind(
+        self, attributes: Mapping[str, AttributeValue] | None = None, lock: Lock | None = None
+    ) -> Any: ...
 
 
 class CoreInstrument:
@@ -77,18 +80,22 @@ class CoreInstrument:
         self._series: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
-    def _new_series(self, attributes: dict[str, Any]) -> Any:
+    def _new_series(self, attributes: dict[str, Any], lock: Lock | None = None) -> Any:
         kind = self.spec.kind
         if kind is Kind.COUNTER:
-            return CounterSeries(self.spec.name, attributes)
+            return CounterSeries(self.spec.name, attributes, lock)
         if kind is Kind.UP_DOWN_COUNTER:
-            return UpDownCounterSeries(self.spec.name, attributes)
+            return UpDownCounterSeries(self.spec.name, attributes, lock)
         if kind is Kind.GAUGE:
-            return GaugeSeries(self.spec.name, attributes)
-        return HistogramSeries(self.spec.name, attributes, self._buckets)
+            return GaugeSeries(self.spec.name, attributes, lock)
+        return HistogramSeries(self.spec.name, attributes, self._buckets, lock)
 
-    def bind(self, attributes: Mapping[str, AttributeValue] | None = None) -> Any:
-        """The series for this attribute set; the overflow series once the cap is reached."""
+    def bind(self, attributes: Mapping[str, AttributeValue] | None = None, lock: Lock | None = None) -> Any:
+        """The series for this attribute set; the overflow series once the cap is reached.
+
+        A series created by this call uses ``lock`` when given, so that series recorded together
+        (see ``OutcomeSeries``) can share one lock.
+        """
         attrs = dict(attributes) if attributes else {}
         key = attribute_key(attrs)
         series = self._series.get(key)
@@ -111,7 +118,7 @@ class CoreInstrument:
                         )
                         series = self._series[key] = self._new_series(dict(OVERFLOW_ATTRIBUTES))
                 else:
-                    series = self._series[key] = self._new_series(attrs)
+                    series = self._series[key] = self._new_series(attrs, lock)
         return series
 
     def series_count(self) -> int:
@@ -216,7 +223,9 @@ class SdkInstrument:
                 spec.name, spec.unit, spec.description, explicit_bucket_boundaries_advisory=list(buckets)
             ).record
 
-    def bind(self, attributes: Mapping[str, AttributeValue] | None = None) -> _SdkSeries:
+    def bind(
+        self, attributes: Mapping[str, AttributeValue] | None = None, lock: Lock | None = None
+    ) -> _SdkSeries:
         attrs = dict(attributes) if attributes else {}
         key = attribute_key(attrs)
         series = self._cache.get(key)

@@ -21,14 +21,59 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
 
 __all__ = ["NO_SPAN", "HookTracer", "PresetIdGenerator", "SpanScope"]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def _context_var() -> Any:
+    """The ContextVar behind the OpenTelemetry runtime context, when it is the default one.
+
+    Reading and setting it directly is what ``context.get_current``/``attach``/``detach`` do,
+    minus three layers of calls; with any other runtime context we use the public API.
+    """
+    from opentelemetry.context import _RUNTIME_CONTEXT
+
+    var = getattr(_RUNTIME_CONTEXT, "_current_context", None)
+    return var if var is not None and hasattr(var, "reset") else None
+
+
+_CONTEXT = _context_var()
+
+
+def _current_span_context() -> SpanContext:
+    if _CONTEXT is not None:
+        span = _CONTEXT.get().get(_SPAN_KEY)
+        return INVALID_SPAN_CONTEXT if span is None else span.get_span_context()
+    return trace.get_current_span().get_span_context()  # pragma: no cover - custom runtime context
+
+
+def _make_current(span: Any) -> object:
+    """Make ``span`` the current span; returns the token to restore the previous context."""
+    if _CONTEXT is not None:
+        current = _CONTEXT.get()
+        values = dict(current)
+        values[_SPAN_KEY] = span
+        return _CONTEXT.set(Context(values))
+    return otel_context.attach(trace.set_span_in_context(span))  # pragma: no cover
+
+
+def _restore(token: Any) -> None:
+    if _CONTEXT is not None:
+        try:
+            _CONTEXT.reset(token)
+        except ValueError:  # ended in another context (e.g. a different asyncio task)
+            otel_context.detach(token)
+        return
+    otel_context.detach(token)  # pragma: no cover
 
 
 class PresetIdGenerator(RandomIdGenerator):
@@ -71,7 +116,7 @@ class SpanScope:
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
                 span.set_attribute("error.type", type(error).__qualname__)
             span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+        _restore(self._token)
 
 
 class _NoSpan:
@@ -92,13 +137,11 @@ class HookTracer:
 
     def __init__(self, tracer: trace.Tracer | None, rate: float, ids: PresetIdGenerator | None) -> None:
         self._tracer = tracer
+        #: False when tracing is off: callers skip :meth:`start` altogether.
+        self.enabled = tracer is not None
         self._ids = ids
         self._rate = rate
         self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
-
-    @property
-    def enabled(self) -> bool:
-        return self._tracer is not None
 
     def start(
         self, name: str, attributes: Mapping[str, Any] | None = None, kind: SpanKind = SpanKind.INTERNAL
@@ -107,7 +150,7 @@ class HookTracer:
         tracer = self._tracer
         if tracer is None:
             return NO_SPAN
-        parent = trace.get_current_span().get_span_context()
+        parent = _current_span_context()
         if parent.is_valid:
             if not parent.trace_flags.sampled:
                 return NO_SPAN
@@ -116,11 +159,14 @@ class HookTracer:
                 return NO_SPAN
             trace_id = random.getrandbits(128) or 1
             if trace_id & _TRACE_ID_LIMIT >= self._bound:
-                span_context = SpanContext(trace_id, random.getrandbits(64) or 1, False, _UNSAMPLED)
-                token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
-                return SpanScope(NonRecordingSpan(span_context), token)
+                # Ids we drew are valid by construction: skip SpanContext's validating __new__.
+                span_context = tuple.__new__(
+                    SpanContext,
+                    (trace_id, random.getrandbits(64) or 1, False, _UNSAMPLED, DEFAULT_TRACE_STATE, True),
+                )
+                unsampled = NonRecordingSpan(span_context)
+                return SpanScope(unsampled, _make_current(unsampled))
             if self._ids is not None:
                 self._ids.preset_trace_id(trace_id)
         span = tracer.start_span(name, kind=kind, attributes=attributes)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        return SpanScope(span, token)
+        return SpanScope(span, _make_current(span))

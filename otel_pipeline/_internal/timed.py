@@ -66,7 +66,6 @@ class Timed:
     def __init__(self, op: Operation) -> None:
         self._op = op
         self._scope: Any = NO_SPAN
-        self._start = 0.0
         #: Operation-specific state for this call (e.g. a stage's item count).
         self.extra: Any = None
         #: Attributes to add to the span when it ends (high-cardinality values belong here).
@@ -80,7 +79,8 @@ class Timed:
     def __enter__(self) -> Any:
         op = self._op
         try:
-            self._scope = op.tracer.start(op.span_name, op.span_attributes)
+            if op.tracer.enabled:
+                self._scope = op.tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception:
             warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)

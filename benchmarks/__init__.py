@@ -1,0 +1,1 @@
+"""Benchmarks: overhead, scrape and server load, JSON output (run with `make bench`)."""
