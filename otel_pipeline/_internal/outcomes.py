@@ -62,7 +62,9 @@ class OutcomeSeries:
         self._ok_count: Any = self._count.bind(ok, lock)
         self._ok_duration: Any = self._duration.bind(ok, lock)
         # The fused path needs core series that really share our lock (they may pre-exist).
-        series = [self._ok_count, self._ok_duration] + ([self._in_progress] if self._in_progress else [])
+        series: list[Any] = [self._ok_count, self._ok_duration]
+        if self._in_progress is not None:
+            series.append(self._in_progress)
         self._fused = (
             isinstance(self._ok_count, CounterSeries)
             and isinstance(self._ok_duration, HistogramSeries)
