@@ -9,6 +9,7 @@ provider, resource, readers and exporters carry both.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from time import time_ns
 from typing import Any

@@ -16,11 +16,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from collections.abc import Callable, Mapping
+
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.series import CounterSeries, HistogramSeries, UpDownCounterSeries, finish_fused
+from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import MetricSpec
+from otel_pipeline._internal.timed import Operation, Timed
 
-__all__ = ["OutcomeSeries"]
+__all__ = ["OutcomeOperation", "OutcomeSeries", "failure_attributes"]
 
 _MAX_VARIANTS = 64
 
@@ -110,3 +114,42 @@ class OutcomeSeries:
             if len(self._variants) < _MAX_VARIANTS:
                 self._variants[key] = found
         return found
+
+
+def failure_attributes(exc_type: type[BaseException]) -> dict[str, str]:
+    """The outcome attributes of an operation that raised ``exc_type``."""
+    return {"outcome": "failure", "error.type": exc_type.__qualname__}
+
+
+class OutcomeOperation(Operation):
+    """A timed operation recorded as in-progress, count and duration by outcome.
+
+    Success, or failure with ``error.type`` when the block raised. Hooks use it as is, or
+    subclass it to add to :meth:`begin`/:meth:`end` (call ``super()``).
+    """
+
+    __slots__ = ("outcomes",)
+
+    def __init__(
+        self,
+        tracer: HookTracer,
+        span_name: str,
+        span_attributes: Mapping[str, Any],
+        factory: Callable[[], Any],
+        outcomes: OutcomeSeries,
+    ) -> None:
+        super().__init__(tracer, span_name, span_attributes, factory)
+        self.outcomes = outcomes
+
+    def begin(self) -> None:
+        in_progress = self.outcomes._in_progress
+        if in_progress is not None:
+            in_progress.add(1)
+
+    def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
+        outcomes = self.outcomes
+        if exc_type is None and outcomes._fused:
+            # The hot path: one call, one lock.
+            finish_fused(outcomes._lock, outcomes._in_progress, outcomes._ok_count, outcomes._ok_duration, duration)
+        else:
+            outcomes.end(duration, None if exc_type is None else failure_attributes(exc_type))

@@ -49,13 +49,6 @@ def _context_var() -> Any:
 _CONTEXT = _context_var()
 
 
-def _current_span_context() -> SpanContext:
-    if _CONTEXT is not None:
-        span = _CONTEXT.get().get(_SPAN_KEY)
-        return INVALID_SPAN_CONTEXT if span is None else span.get_span_context()
-    return trace.get_current_span().get_span_context()  # pragma: no cover - custom runtime context
-
-
 def _make_current(span: Any) -> object:
     """Make ``span`` the current span; returns the token to restore the previous context."""
     if _CONTEXT is not None:
@@ -150,7 +143,8 @@ class HookTracer:
         tracer = self._tracer
         if tracer is None:
             return NO_SPAN
-        parent = _current_span_context()
+        current = _CONTEXT.get().get(_SPAN_KEY) if _CONTEXT is not None else trace.get_current_span()
+        parent = INVALID_SPAN_CONTEXT if current is None else current.get_span_context()
         if parent.is_valid:
             if not parent.trace_flags.sampled:
                 return NO_SPAN
