@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "EXPORTERS", "INSTRUMENT_MODES", "OTLP_PROTOCOLS", "Config"]
+__all__ = [
+    "DEFAULT_DURATION_BUCKETS",
+    "ENVIRONMENT_VARIABLES",
+    "EXPORTERS",
+    "INSTRUMENT_MODES",
+    "OTLP_PROTOCOLS",
+    "Config",
+]
 
 #: Seconds buckets advised by the OpenTelemetry semantic conventions for durations.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -44,8 +51,16 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
 
 
+class _InvalidOption(ValueError):
+    """A ValueError that remembers which option was bad."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 def _fail(option: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"otel_pipeline: {option}={value!r} is not valid; {allowed}")
+    return _InvalidOption(option, f"otel_pipeline: {option}={value!r} is not valid; {allowed}")
 
 
 @dataclass(frozen=True)
@@ -78,16 +93,31 @@ class Config:
                 f"otel_pipeline.configure() got unknown option(s) {', '.join(unknown)}; "
                 f"known options: {', '.join(sorted(known))}"
             )
-        values: dict[str, Any] = _from_environment(environ)
-        values.update({k: v for k, v in arguments.items() if v is not None})
+        sources: dict[str, str] = {}
+        values: dict[str, Any] = _from_environment(environ, sources)
+        given = {k: v for k, v in arguments.items() if v is not None}
+        for name in given:
+            sources.pop(name, None)
+        values.update(given)
+        if isinstance(values.get("histogram_buckets"), list):
+            values["histogram_buckets"] = tuple(values["histogram_buckets"])
         resource = dict(_parse_resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", "")))
-        resource.update(values.pop("resource_attributes", None) or {})
+        extra = values.pop("resource_attributes", None) or {}
+        if not isinstance(extra, Mapping):
+            raise _fail("resource_attributes", extra, "use a mapping of str to str")
+        resource.update(extra)
         if "service_name" not in values and "service.name" in resource:
             values["service_name"] = resource["service.name"]
         if "service_version" not in values and "service.version" in resource:
             values["service_version"] = resource["service.version"]
         config = cls(resource_attributes=resource, **values)
-        config.validate()
+        try:
+            config.validate()
+        except _InvalidOption as error:
+            # Name the variable a bad value came from, so the fix is obvious.
+            if error.option not in sources:
+                raise
+            raise _fail_from(error, sources[error.option]) from None
         return config
 
     def validate(self) -> None:
@@ -136,6 +166,10 @@ class Config:
         if self.otlp_endpoint:
             return self.otlp_endpoint
         return "http://localhost:4317" if self.otlp_protocol == "grpc" else "http://localhost:4318"
+
+
+def _fail_from(error: _InvalidOption, variable: str) -> ValueError:
+    return _InvalidOption(error.option, f"{error} (set by the environment variable {variable})")
 
 
 def _check_positive(option: str, value: object) -> None:
@@ -203,8 +237,44 @@ def _env_number(name: str, raw: str, kind: type[int] | type[float]) -> float:
         raise _fail(name, raw, f"use a{'n integer' if kind is int else ' number'}") from None
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Read the standard OTEL_* variables that map onto our options."""
+#: OTEL_TRACES_SAMPLER values we honour, and the sample rate each means (None: take OTEL_TRACES_SAMPLER_ARG).
+#: Sampling is always parent-based: a child follows its parent's decision.
+_SAMPLERS: dict[str, float | None] = {
+    "always_on": 1.0,
+    "parentbased_always_on": 1.0,
+    "always_off": 0.0,
+    "parentbased_always_off": 0.0,
+    "traceidratio": None,
+    "parentbased_traceidratio": None,
+}
+
+#: Option -> the variable it is read from (OTEL_METRIC_EXPORT_* are in milliseconds).
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "service_name": "OTEL_SERVICE_NAME",
+    "enabled": "OTEL_SDK_DISABLED",
+    "exporter": "OTEL_METRICS_EXPORTER",
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otlp_protocol": "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "export_interval": "OTEL_METRIC_EXPORT_INTERVAL",
+    "export_timeout": "OTEL_METRIC_EXPORT_TIMEOUT",
+    "trace_sample_rate": "OTEL_TRACES_SAMPLER_ARG",
+    "prometheus_host": "OTEL_EXPORTER_PROMETHEUS_HOST",
+    "prometheus_port": "OTEL_EXPORTER_PROMETHEUS_PORT",
+}
+
+
+def _from_environment(environ: Mapping[str, str], sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The options the standard OTEL_* variables set; each one's variable goes in ``sources``."""
+    values = _read_environment(environ)
+    if sources is not None:
+        for name in values:
+            sources[name] = ENVIRONMENT_VARIABLES[name]
+        if "trace_sample_rate" in values and environ.get("OTEL_TRACES_SAMPLER", "").strip():
+            sources["trace_sample_rate"] = "OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG"
+    return values
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if environ.get("OTEL_SERVICE_NAME"):
         values["service_name"] = environ["OTEL_SERVICE_NAME"]
@@ -227,7 +297,15 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("OTEL_METRIC_EXPORT_TIMEOUT"):
         millis = _env_number("OTEL_METRIC_EXPORT_TIMEOUT", environ["OTEL_METRIC_EXPORT_TIMEOUT"], float)
         values["export_timeout"] = millis / 1000.0
-    if environ.get("OTEL_TRACES_SAMPLER_ARG"):
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler and sampler not in _SAMPLERS:
+        raise _fail(
+            "OTEL_TRACES_SAMPLER", environ["OTEL_TRACES_SAMPLER"], f"use one of {', '.join(_SAMPLERS)}"
+        )
+    fixed_rate = _SAMPLERS.get(sampler)
+    if fixed_rate is not None:
+        values["trace_sample_rate"] = fixed_rate
+    elif environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
         values["trace_sample_rate"] = _env_number(
             "OTEL_TRACES_SAMPLER_ARG", environ["OTEL_TRACES_SAMPLER_ARG"], float
         )

@@ -7,7 +7,9 @@ header asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,9 +37,13 @@ class MetricsServer:
     def __init__(self, host: str, port: int) -> None:
         self._exact: dict[str, Route] = {}
         self._prefixes: dict[str, Route] = {}
+        #: Open client connections, closed by stop() so no keep-alive thread outlives the server.
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         handler = _handler_class(self)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
-            self._httpd = ThreadingHTTPServer((host, port), handler)
+            self._httpd = server_class((host, port), handler)
         except OSError as error:
             raise OSError(
                 f"otel_pipeline: cannot serve /metrics on {host}:{port} ({error.strerror or error}); "
@@ -81,18 +87,44 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and release the port (idempotent)."""
+        """Stop serving, close open connections and release the port (idempotent)."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
         self._httpd.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def _track(self, connection: socket.socket, opened: bool) -> None:
+        with self._connections_lock:
+            if opened:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "otel-pipeline"
+        #: Idle keep-alive connections are closed after this many seconds.
+        timeout = 120
+
+        def setup(self) -> None:
+            super().setup()
+            server._track(self.connection, True)
+
+        def finish(self) -> None:
+            server._track(self.connection, False)
+            super().finish()
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
@@ -108,6 +140,8 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self._send(*response)
 
         def _not_allowed(self) -> None:
+            # The request body is not read: close the connection rather than parse it as a request.
+            self.close_connection = True
             self._send(*json_response(405, {"error": "method not allowed", "allowed": ["GET"]}), allow=True)
 
         do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
@@ -118,6 +152,7 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             if allow:
                 self.send_header("Allow", "GET")
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)

@@ -33,7 +33,9 @@ __all__ = ["Capture", "otel_capture"]
 class Capture:
     """A pipeline of its own with in-memory export, made current while in use.
 
-    Options are those of :func:`otel_pipeline.configure` (the exporter is always in-memory).
+    Options are those of :func:`otel_pipeline.configure` (the exporter is always in-memory, and
+    ``OTEL_*`` variables are ignored). While it is current, ``configure()`` returns its pipeline
+    and starts nothing, so code under test may call ``configure()`` as it does in production.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -48,6 +50,7 @@ class Capture:
             span_processors=[SimpleSpanProcessor(self.spans_exporter)],
             serve=False,
         )
+        self.pipeline.captured = True
         self._previous: runtime.Pipeline | None = None
 
     def __enter__(self) -> Capture:
@@ -118,7 +121,15 @@ class Capture:
 
 
 @pytest.fixture
-def otel_capture() -> Iterator[Capture]:
-    """A fresh in-memory :class:`Capture`, current for the duration of the test."""
-    with Capture() as capture:
+def otel_capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    """A fresh in-memory :class:`Capture`, current for the duration of the test.
+
+    Parametrize it indirectly with an instrument mode or a dict of options::
+
+        @pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
+        def test_both_modes(otel_capture): ...
+    """
+    param = getattr(request, "param", None)
+    options: dict[str, Any] = {"instrument_mode": param} if isinstance(param, str) else dict(param or {})
+    with Capture(**options) as capture:
         yield capture

@@ -1,8 +1,14 @@
-"""Shared test configuration: the otel_capture fixture comes from the otel_pipeline.testing plugin."""
+"""Shared test configuration: the otel_capture fixture comes from the otel_pipeline.testing plugin.
+
+Every test starts unconfigured and leaves nothing configured behind. ``configure()`` in a test
+never sets the OpenTelemetry global providers (they can be set once per process): the calls are
+recorded in ``global_providers`` instead; tests of the real globals run in a subprocess.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -11,8 +17,13 @@ from otel_pipeline._internal.errors import reset_warnings
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state() -> Iterator[None]:
-    """Every test starts unconfigured and leaves nothing configured behind."""
+def global_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, Any]]]:
+    """The (meter provider, tracer provider) pairs configure() made global during the test."""
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(runtime, "_globals_set", False)
+    monkeypatch.setattr(
+        runtime, "set_global_providers", lambda meters, tracers: calls.append((meters, tracers))
+    )
     reset_warnings()
-    yield
+    yield calls
     runtime.shutdown(timeout=5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +24,23 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_pipeline._internal import providers
-from otel_pipeline._internal.errors import logger
+from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.merge import attach_core
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._version import __version__
 from otel_pipeline.config import Config
 
-__all__ = ["STATE", "Pipeline", "configure", "current", "install", "shutdown"]
+__all__ = [
+    "STATE",
+    "Pipeline",
+    "build_pipeline",
+    "configure",
+    "current",
+    "install",
+    "set_global_providers",
+    "shutdown",
+]
 
 SCOPE_NAME = "otel_pipeline"
 SCOPE = InstrumentationScope(SCOPE_NAME, __version__, None, None)
@@ -59,6 +69,8 @@ class Pipeline:
         self.local_reader = local_reader
         self.server = server
         self.resource = resource
+        #: True for a test capture (otel_pipeline.testing): configure() then returns it as is.
+        self.captured = False
         self._closed = False
         self._lock = threading.Lock()
         #: Extra shutdown steps registered by hooks (e.g. stop the resource monitor).
@@ -87,46 +99,55 @@ class Pipeline:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush metrics and spans, stop the server; idempotent; returns within ``timeout`` seconds.
 
-        The default bound is ``export_timeout + 2`` seconds, enough for one final export attempt
-        against an unreachable receiver.
+        The default bound is ``export_timeout + 2`` seconds: spans and metrics are flushed in
+        parallel, each export attempt limited to ``export_timeout``, so an unreachable receiver
+        costs one bounded attempt. Returns False when the flush did not finish in time.
         """
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
+        if STATE.pipeline is self:
+            install(None)
         for step in list(self.on_shutdown):
             try:
                 step()
             except Exception:
                 logger.exception("otel_pipeline: a shutdown step failed")
-        if self.registry is not None:
-            self.registry.enabled = False
         if self.server is not None:
             self.server.stop()
         bound = self.config.export_timeout + 2.0 if timeout is None else timeout
-        done = threading.Event()
-
-        def flush() -> None:
-            try:
-                if self.tracer_provider is not None:
-                    self.tracer_provider.shutdown()
-                if self.meter_provider is not None:
-                    # The registry stays readable for this final collection.
-                    if self.registry is not None:
-                        self.registry.enabled = True
-                    self.meter_provider.shutdown(timeout_millis=bound * 1000.0)
-            except Exception:
-                logger.exception("otel_pipeline: shutdown flush failed")
-            finally:
-                if self.registry is not None:
-                    self.registry.enabled = False
-                done.set()
-
-        threading.Thread(target=flush, name="otel-pipeline-shutdown", daemon=True).start()
-        finished = done.wait(bound)
+        deadline = time.monotonic() + bound
+        flushes = [
+            threading.Thread(target=step, name=f"otel-pipeline-shutdown-{what}", daemon=True)
+            for what, step in (("spans", self._flush_spans), ("metrics", self._flush_metrics))
+        ]
+        for thread in flushes:
+            thread.start()
+        for thread in flushes:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        finished = not any(thread.is_alive() for thread in flushes)
         if not finished:
             logger.warning("otel_pipeline: shutdown gave up flushing after %.1f s (receiver down?)", bound)
         return finished
+
+    def _flush_spans(self) -> None:
+        try:
+            if self.tracer_provider is not None:
+                self.tracer_provider.shutdown()
+        except Exception:
+            logger.exception("otel_pipeline: flushing spans at shutdown failed")
+
+    def _flush_metrics(self) -> None:
+        try:
+            if self.meter_provider is not None:
+                # The final collection still reads the registry; observable callbacks stop after it.
+                self.meter_provider.shutdown(timeout_millis=self.config.export_timeout * 1000.0)
+        except Exception:
+            logger.exception("otel_pipeline: flushing metrics at shutdown failed")
+        finally:
+            if self.registry is not None:
+                self.registry.enabled = False
 
 
 @dataclass
@@ -175,9 +196,8 @@ def build_pipeline(
         buckets=tuple(config.histogram_buckets),
         cardinality_limit=config.cardinality_limit,
     )
-    if config.instrument_mode == "core":
-        for reader in readers:
-            attach_core(reader, registry, resource, SCOPE)
+    for reader in readers:
+        attach_core(reader, registry, resource, SCOPE)
     tracer_provider, ids = providers.build_tracer_provider(config, resource, span_processors)
     tracer = HookTracer(tracer_provider.get_tracer(SCOPE_NAME, __version__), config.trace_sample_rate, ids)
     pipeline = Pipeline(
@@ -205,12 +225,20 @@ def build_pipeline(
     return pipeline
 
 
+def set_global_providers(meter_provider: MeterProvider, tracer_provider: TracerProvider) -> None:
+    """Make these the OpenTelemetry API's global providers (once per process; tests replace this)."""
+    otel_metrics.set_meter_provider(meter_provider)
+    otel_trace.set_tracer_provider(tracer_provider)
+
+
 def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipeline:
     """See :func:`otel_pipeline.configure` (the public docstring lives there)."""
     global _globals_set, _atexit_registered
     config = Config.resolve(os.environ if environ is None else environ, **options)
     with _lock:
         existing = STATE.pipeline
+        if existing is not None and existing.captured:
+            return existing  # under test capture: record into the capture, export nothing
         if existing is not None and not existing._closed:
             if existing.config == config:
                 return existing
@@ -224,11 +252,17 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
                 "call otel_pipeline.shutdown() before configuring again"
             )
         pipeline = build_pipeline(config)
-        if pipeline.meter_provider is not None and pipeline.tracer_provider is not None and not _globals_set:
-            # The OpenTelemetry API lets the global providers be set once per process.
-            otel_metrics.set_meter_provider(pipeline.meter_provider)
-            otel_trace.set_tracer_provider(pipeline.tracer_provider)
-            _globals_set = True
+        if pipeline.meter_provider is not None and pipeline.tracer_provider is not None:
+            if not _globals_set:
+                set_global_providers(pipeline.meter_provider, pipeline.tracer_provider)
+                _globals_set = True
+            else:
+                warn_once(
+                    "globals-once",
+                    "otel_pipeline: configured again after shutdown(); the hooks record into the new "
+                    "pipeline, but the OpenTelemetry global providers can be set once per process and "
+                    "stay those of the first configure()",
+                )
         install(pipeline)
         if not _atexit_registered:
             atexit.register(shutdown)
