@@ -3,11 +3,14 @@
 A hook describes an operation by subclassing :class:`Operation` (what to record when it starts
 and ends); :class:`Timed` does the rest the same way for all of them: sync and async ``with``,
 decorating plain functions and coroutines (a fresh timer per call, so it is re-entrant and
-thread-safe), the span, and re-raising the caller's exception after recording it.
+thread-safe), the span, and re-raising the caller's exception after recording it. An operation
+with a ``timeout`` cancels an ``async with`` block (or decorated coroutine) that outlives it and
+raises ``TimeoutError`` instead (:class:`Deadline`, the same semantics as ``asyncio.timeout``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -18,7 +21,7 @@ from typing import Any, TypeVar
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.spans import NO_SPAN, HookTracer
 
-__all__ = ["Noop", "Operation", "Timed", "decorate", "error_type"]
+__all__ = ["Deadline", "Noop", "Operation", "Timed", "decorate", "error_type"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +34,7 @@ def error_type(exc_type: type[BaseException] | None) -> str | None:
 class Operation:
     """What one kind of timed call records. Subclasses override :meth:`begin` and :meth:`end`."""
 
-    __slots__ = ("factory", "span_attributes", "span_name", "tracer")
+    __slots__ = ("factory", "span_attributes", "span_name", "timeout", "tracer")
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class Operation:
         span_name: str,
         span_attributes: Mapping[str, Any],
         factory: Callable[[], Any],
+        timeout: float | None = None,
     ) -> None:
         self.tracer = tracer
         self.span_name = span_name
@@ -46,6 +50,8 @@ class Operation:
         #: Makes a fresh context manager for one call (the hook method that made this operation),
         #: so a decorated function records into whatever pipeline is configured when it runs.
         self.factory = factory
+        #: Seconds after which an async call is cancelled and ``TimeoutError`` raised (None: no limit).
+        self.timeout = timeout
 
     def begin(self) -> None:
         """Called when the call starts (e.g. in-flight +1)."""
@@ -61,7 +67,7 @@ class Operation:
 class Timed:
     """One timed call of an :class:`Operation` (see module docs)."""
 
-    __slots__ = ("_op", "_scope", "_start", "extra", "span_attributes")
+    __slots__ = ("_deadline", "_op", "_scope", "_start", "extra", "span_attributes")
 
     def __init__(self, op: Operation) -> None:
         self._op = op
@@ -75,6 +81,12 @@ class Timed:
     def span(self) -> Any:
         """The call's span (a non-recording one when not sampled)."""
         return self._scope.span
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the operation's ``timeout`` cancelled this (async) call."""
+        deadline: Deadline | None = getattr(self, "_deadline", None)  # only set by ``async with``
+        return deadline is not None and deadline.expired
 
     def __enter__(self) -> Any:
         op = self._op
@@ -102,16 +114,71 @@ class Timed:
         # Returning None: the caller's exception, if any, propagates unchanged.
 
     async def __aenter__(self) -> Any:
-        return self.__enter__()
+        result = self.__enter__()
+        timeout = self._op.timeout
+        self._deadline = None if timeout is None else Deadline.start(timeout)
+        return result
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        deadline = self._deadline
+        if deadline is not None and deadline.stop(exc_type):
+            op = self._op
+            error = TimeoutError(f"{op.span_name}: no result within its timeout of {op.timeout} s")
+            self.__exit__(TimeoutError, error, tb)
+            raise error from exc
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, function: F) -> F:
         """Decorate a function or coroutine function: each call is timed by a fresh timer."""
         return decorate(function, self._op.factory)
+
+
+class Deadline:
+    """Cancels the running asyncio task after ``seconds``, like ``asyncio.timeout`` (also on 3.10).
+
+    :meth:`stop` disarms it and tells whether its cancellation ended the block, in which case the
+    caller raises ``TimeoutError``; any other cancellation of the task is left alone.
+    """
+
+    __slots__ = ("_cancelling", "_handle", "_task", "expired")
+
+    def __init__(self, task: asyncio.Task[Any], seconds: float) -> None:
+        self._task = task
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        self._cancelling: int = cancelling() if cancelling is not None else 0
+        self.expired = False
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    @classmethod
+    def start(cls, seconds: float) -> Deadline | None:
+        """A deadline on the current task; None (logged once) outside an asyncio task."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is None:
+            warn_once("deadline", "otel_pipeline: a timeout is only enforced inside an asyncio task")
+            return None
+        return cls(task, seconds)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
+
+    def stop(self, exc_type: type[BaseException] | None) -> bool:
+        """Disarm; True when the block ended with the cancellation this deadline caused."""
+        self._handle.cancel()
+        if not self.expired:
+            return False
+        uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+        remaining = uncancel() if uncancel is not None else 0
+        return (
+            exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+            and remaining <= self._cancelling
+        )
 
 
 def decorate(function: F, factory: Callable[[], Any]) -> F:
