@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,16 +56,14 @@ _INSTRUMENT_CLASSES = (
 
 
 def build_resource(config: Config) -> Resource:
-    """service.name/version/instance.id, host.name, process.pid, plus OTEL_RESOURCE_ATTRIBUTES."""
-    attributes: dict[str, Any] = dict(config.resource_attributes)
-    attributes.update(
-        {
-            "service.name": config.service_name,
-            "service.instance.id": str(uuid.uuid4()),
-            "host.name": socket.gethostname(),
-            "process.pid": os.getpid(),
-        }
-    )
+    """service.name/version/instance.id, host.name, process.pid, plus OTEL_RESOURCE_ATTRIBUTES.
+
+    ``service.instance.id`` comes from the SDK's detector: one id per process, a new one in a
+    forked child; a value given in the resource attributes wins.
+    """
+    attributes: dict[str, Any] = {"host.name": socket.gethostname()}
+    attributes.update(config.resource_attributes)
+    attributes.update({"service.name": config.service_name, "process.pid": os.getpid()})
     if config.service_version:
         attributes["service.version"] = config.service_version
     return Resource.create(attributes)
@@ -133,14 +130,11 @@ def metric_readers(config: Config) -> Built:
     built = Built()
     limits = cardinality_limits(config)
     if config.exporter == "prometheus":
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry
+        from otel_pipeline._internal.exposition import ScrapeReader
 
-        # A private registry: several pipelines (tests, reconfiguration) never collide in the global one.
-        built.prometheus_registry = CollectorRegistry(auto_describe=False)
-        built.readers.append(
-            PrometheusMetricReader(registry=built.prometheus_registry, cardinality_limits=limits)
-        )
+        # Collected by the /metrics scrape itself; OpenMetrics scrapes get exemplars.
+        built.prometheus_registry = ScrapeReader(cardinality_limits=limits)
+        built.readers.append(built.prometheus_registry)
     elif config.exporter in ("otlp", "console"):
         exporter = otlp_metric_exporter(config) if config.exporter == "otlp" else ConsoleMetricExporter()
         built.readers.append(
@@ -157,7 +151,8 @@ def metric_readers(config: Config) -> Built:
 
 
 def build_meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:
-    return MeterProvider(resource=resource, metric_readers=readers)
+    # Our own exit handler shuts down within a bound; the SDK's would not be bounded.
+    return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
 
 def build_tracer_provider(
@@ -169,6 +164,7 @@ def build_tracer_provider(
         resource=resource,
         sampler=ParentBased(TraceIdRatioBased(config.trace_sample_rate)),
         id_generator=ids,
+        shutdown_on_exit=False,
     )
     provider.add_span_processor(TRACKER)
     if processors is not None:
@@ -177,7 +173,9 @@ def build_tracer_provider(
     elif config.exporter == "otlp" or (config.exporter == "prometheus" and config.otlp_endpoint):
         provider.add_span_processor(
             BatchSpanProcessor(
-                otlp_span_exporter(config), export_timeout_millis=config.export_timeout * 1000.0
+                otlp_span_exporter(config),
+                schedule_delay_millis=min(config.export_interval, 5.0) * 1000.0,
+                export_timeout_millis=config.export_timeout * 1000.0,
             )
         )
     elif config.exporter == "console":

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import exposition
-
+from otel_pipeline._internal.errors import logger
 from otel_pipeline.server import MetricsServer, Response, json_response
 
 if TYPE_CHECKING:
@@ -25,8 +24,13 @@ _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy."""
     components: dict[str, Any] = {"exporter": {"status": "healthy", "exporter": pipeline.config.exporter}}
-    for source in HEALTH_SOURCES:
-        for name, status, details in source(pipeline):
+    for source in list(HEALTH_SOURCES):
+        try:
+            reported = list(source(pipeline))
+        except Exception as error:  # a broken check is reported, not raised
+            logger.debug("health source %r failed", source, exc_info=True)
+            reported = [(getattr(source, "__name__", "health"), "unhealthy", {"error": repr(error)})]
+        for name, status, details in reported:
             components[name] = {"status": status, **details}
     worst = max((_RANK.get(c["status"], 2) for c in components.values()), default=0)
     status = next(name for name, rank in _RANK.items() if rank == worst)
@@ -36,8 +40,8 @@ def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
 
 def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: Any) -> None:
     def metrics(path: str, headers: dict[str, str]) -> Response:
-        encoder, content_type = exposition.choose_encoder(headers.get("accept", ""))
-        return 200, content_type, encoder(registry)
+        body, content_type = registry.scrape(headers.get("accept", ""))
+        return 200, content_type, body
 
     def health(path: str, headers: dict[str, str]) -> Response:
         return json_response(*health_report(pipeline))
