@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otel_pipeline._internal import fork as _fork
+from otel_pipeline._internal import fork as _fork
 from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
@@ -126,6 +127,10 @@ def shutdown(timeout: float | None = None) -> bool:
     True
     """
     return _runtime.shutdown(timeout)
+
+
+# Forked children get a pipeline of their own (see otel_pipeline/_internal/fork.py).
+_fork.register()
 
 
 # Forked children get a pipeline of their own (see otel_pipeline/_internal/fork.py).
