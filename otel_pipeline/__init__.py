@@ -14,48 +14,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from otel_pipeline._internal import fork as _fork
-from otel_pipeline._internal import fork as _fork
 from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
-from otel_pipeline.hooks.cache import Cache, cache
-from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
-from otel_pipeline.hooks.dedup import Dedup, dedup
-from otel_pipeline.hooks.pipeline import Run, Stage, StageRun, pipeline, stage
 from otel_pipeline.hooks.queue import Queue, queue
-from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
-from otel_pipeline.progress import LiveProgress, live_progress
-from otel_pipeline.summary import print_summary, summary, write_summary
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
-    "Cache",
-    "Checkpoint",
     "Config",
-    "Dedup",
-    "LiveProgress",
     "Pipeline",
     "Queue",
-    "ResourceMonitor",
-    "ResourceSample",
-    "Run",
-    "Stage",
-    "StageRun",
     "__version__",
-    "cache",
-    "checkpoint",
     "configure",
-    "dedup",
-    "live_progress",
-    "monitor_resources",
-    "pipeline",
-    "print_summary",
     "queue",
     "shutdown",
-    "stage",
-    "summary",
-    "write_summary",
 ]
 
 
@@ -127,10 +100,6 @@ def shutdown(timeout: float | None = None) -> bool:
     True
     """
     return _runtime.shutdown(timeout)
-
-
-# Forked children get a pipeline of their own (see otel_pipeline/_internal/fork.py).
-_fork.register()
 
 
 # Forked children get a pipeline of their own (see otel_pipeline/_internal/fork.py).
