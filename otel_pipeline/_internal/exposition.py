@@ -350,14 +350,16 @@ def _histogram_lines(
     resume = split + 1 if split < len(order) and order[split] == "le" else split
     for point, row in zip(points, rows, strict=False):
         le_values = _le_values(point.explicit_bounds)
-        before = "".join([pair + "," for pair in row[:split]])
-        after = "".join(["," + pair for pair in row[resume:]])
-        exemplars = _bucket_exemplars(point) if openmetrics else {}
+        head = family + "_bucket{" + "".join([pair + "," for pair in row[:split]]) + 'le="'
+        tail = '"' + "".join(["," + pair for pair in row[resume:]]) + "} "
+        exemplars = _bucket_exemplars(point) if openmetrics else None
         total = 0
         for index, (le, count) in enumerate(zip(le_values, point.bucket_counts, strict=False)):
             total += count
-            suffix = _exemplar(exemplars[index]) if index in exemplars else ""
-            lines.append(f'{family}_bucket{{{before}le="{le}"{after}}} {_number(total)}{suffix}\n')
+            number = _numbers.get(total) or _number(total)
+            if exemplars and index in exemplars:
+                number += _exemplar(exemplars[index])
+            lines.append(f"{head}{le}{tail}{number}\n")
         # Like prometheus_client: no _count/_sum when a bucket bound is negative.
         if point.bucket_counts and float(le_values[0]) >= 0:
             braced = f"{{{','.join(row)}}}" if row else ""
