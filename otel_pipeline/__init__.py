@@ -18,17 +18,34 @@ from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
+from otel_pipeline.hooks.pipeline import Run, Stage, StageRun, pipeline, stage
 from otel_pipeline.hooks.queue import Queue, queue
+from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
+from otel_pipeline.progress import LiveProgress, live_progress
+from otel_pipeline.summary import print_summary, summary, write_summary
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
     "Config",
+    "LiveProgress",
     "Pipeline",
     "Queue",
+    "ResourceMonitor",
+    "ResourceSample",
+    "Run",
+    "Stage",
+    "StageRun",
     "__version__",
     "configure",
+    "live_progress",
+    "monitor_resources",
+    "pipeline",
+    "print_summary",
     "queue",
     "shutdown",
+    "stage",
+    "summary",
+    "write_summary",
 ]
 
 

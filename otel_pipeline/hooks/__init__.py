@@ -1,1 +1,3 @@
 """One module per domain hook. Importing this package declares every hook's metrics."""
+
+from otel_pipeline.hooks import pipeline, resources  # noqa: F401
