@@ -18,6 +18,9 @@ from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
+from otel_pipeline.hooks.cache import Cache, cache
+from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
+from otel_pipeline.hooks.dedup import Dedup, dedup
 from otel_pipeline.hooks.pipeline import Run, Stage, StageRun, pipeline, stage
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
@@ -26,7 +29,10 @@ from otel_pipeline.summary import print_summary, summary, write_summary
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
+    "Cache",
+    "Checkpoint",
     "Config",
+    "Dedup",
     "LiveProgress",
     "Pipeline",
     "Queue",
@@ -36,7 +42,10 @@ __all__ = [
     "Stage",
     "StageRun",
     "__version__",
+    "cache",
+    "checkpoint",
     "configure",
+    "dedup",
     "live_progress",
     "monitor_resources",
     "pipeline",

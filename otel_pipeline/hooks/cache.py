@@ -1,0 +1,438 @@
+"""Caches: hits, misses, hit ratio, evictions, and size in entries and bytes.
+
+>>> import otel_pipeline as op
+>>> users = op.cache("users")
+>>> users.hit()
+>>> users.miss()
+>>> users.set_size(entries=120, bytes=48_000)
+
+A ``functools.lru_cache`` (or anything with ``cache_info()``) is instrumented without touching
+its call sites: ``get_user = op.cache("users").wrap(get_user)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from otel_pipeline._internal.catalogue import declare
+from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.hook import Hook, check_count, get_hook
+from otel_pipeline._internal.registry import Registry
+from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.spec import Kind
+
+__all__ = ["Cache", "cache"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+HOOK = "cache"
+_ATTRS = ["cache.name"]
+HITS = declare("cache.hits", Kind.COUNTER, "{hit}", "Cache lookups that found the entry.", _ATTRS, hook=HOOK)
+MISSES = declare(
+    "cache.misses", Kind.COUNTER, "{miss}", "Cache lookups that did not find the entry.", _ATTRS, hook=HOOK
+)
+EVICTIONS = declare(
+    "cache.evictions",
+    Kind.COUNTER,
+    "{eviction}",
+    "Entries the cache removed to make room or because they expired.",
+    _ATTRS,
+    hook=HOOK,
+)
+HIT_RATIO = declare(
+    "cache.hit_ratio",
+    Kind.OBSERVABLE_GAUGE,
+    "1",
+    "Hits / (hits + misses) since the process started recording; absent before the first lookup.",
+    _ATTRS,
+    hook=HOOK,
+)
+ENTRIES = declare(
+    "cache.entries",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "{entry}",
+    "Entries in the cache now.",
+    _ATTRS,
+    hook=HOOK,
+)
+ENTRIES_LIMIT = declare(
+    "cache.entries.limit",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "{entry}",
+    "The most entries the cache holds (a bounded cache's maxsize).",
+    _ATTRS,
+    hook=HOOK,
+)
+SIZE = declare(
+    "cache.size", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By", "Memory the cache's entries use.", _ATTRS, hook=HOOK
+)
+
+_CACHES: list[Cache] = []
+_CACHES_LOCK = threading.Lock()
+
+
+class _Source:
+    """A wrapped cache with ``cache_info()``, held weakly where it can be (a dropped cache is forgotten)."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, function: Any) -> None:
+        try:
+            self._ref: Callable[[], Any] = weakref.ref(function)
+        except TypeError:
+            self._ref = lambda: function
+
+    def info(self) -> Any:
+        """Its ``cache_info()`` (``hits``, ``misses``, ``maxsize``, ``currsize``), or None once it is gone."""
+        function = self._ref()
+        return None if function is None else function.cache_info()
+
+    def clear(self) -> None:
+        function = self._ref()
+        if function is not None:
+            function.cache_clear()
+
+
+class _State:
+    """A cache's series and running totals on one pipeline's registry."""
+
+    def __init__(self, hook: Cache, registry: Registry) -> None:
+        attributes = {"cache.name": hook.name}
+        self.attributes = attributes
+        self.hits = registry.instrument(HITS).bind(attributes)
+        self.misses = registry.instrument(MISSES).bind(attributes)
+        self.evictions = registry.instrument(EVICTIONS).bind(attributes)
+        self.lock = threading.Lock()
+        self.hit_total: float = 0
+        self.miss_total: float = 0
+        #: Sizes set with set_size() on this pipeline ("entries", "bytes", "max_entries").
+        self.sizes: dict[str, float] = {}
+        #: The last (hits, misses) seen per wrapped cache; deltas since then go to the counters.
+        self.seen: dict[int, tuple[int, int]] = {}
+
+    def count(self, hits: float, misses: float) -> None:
+        if hits:
+            self.hits.add(hits)
+        if misses:
+            self.misses.add(misses)
+        with self.lock:
+            self.hit_total += hits
+            self.miss_total += misses
+
+    def track(self, source: _Source) -> None:
+        """Start counting ``source``'s lookups from now on."""
+        with self.lock:
+            info = source.info()
+            if info is not None:
+                self.seen.setdefault(id(source), (info.hits, info.misses))
+
+    def sync(self, sources: list[_Source], clear: _Source | None = None) -> None:
+        """Move the lookups the wrapped caches counted since last time into the counters.
+
+        ``clear`` is cleared after its lookups are taken (its counts restart at zero).
+        """
+        hits = misses = 0
+        with self.lock:
+            for source in sources:
+                info = source.info()  # read under the lock, so successive reads never go backwards
+                if info is None:
+                    self.seen.pop(id(source), None)
+                    continue
+                last_hits, last_misses = self.seen.get(id(source), (info.hits, info.misses))
+                if info.hits < last_hits or info.misses < last_misses:
+                    last_hits = last_misses = 0  # cleared behind our back: its counts restarted
+                hits += info.hits - last_hits
+                misses += info.misses - last_misses
+                self.seen[id(source)] = (info.hits, info.misses)
+            if clear is not None:
+                clear.clear()
+                self.seen[id(clear)] = (0, 0)
+        self.count(hits, misses)
+
+
+class Cache(Hook):
+    """A named cache. Get it with :func:`otel_pipeline.cache`.
+
+    >>> import otel_pipeline as op
+    >>> op.cache("users").hit(3)
+    """
+
+    kind = "cache"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
+        self._states_lock = threading.Lock()
+        self._sources: list[_Source] = []
+        #: "entries" / "bytes" / "max_entries" -> the function that observes it.
+        self._observed: dict[str, Callable[[], float]] = {}
+        with _CACHES_LOCK:
+            _CACHES.append(self)
+
+    # -- binding ----------------------------------------------------------------------------
+
+    def _bind(self, pipeline: Pipeline) -> _State:
+        registry = pipeline.registry
+        assert registry is not None
+        for spec, read in (
+            (HIT_RATIO, _hit_ratio),
+            (ENTRIES, _entries),
+            (ENTRIES_LIMIT, _entries_limit),
+            (SIZE, _size_bytes),
+        ):
+            registry.observe(spec, functools.partial(_observe_all, registry, read))
+        return self._state(registry)
+
+    def _state(self, registry: Registry) -> _State:
+        """The cache's state on ``registry`` (the same one each time it is bound there)."""
+        state = self._states.get(registry)
+        if state is None:
+            with self._states_lock:
+                state = self._states.get(registry)
+                if state is None:
+                    state = self._states[registry] = _State(self, registry)
+                    for source in list(self._sources):
+                        state.track(source)
+        return state
+
+    # -- recording --------------------------------------------------------------------------
+
+    def hit(self, count: int = 1) -> None:
+        """Count ``count`` lookups that found their entry."""
+        check_count("count", count)
+        state = self._current()
+        if state is not None:
+            state.count(count, 0)
+
+    def miss(self, count: int = 1) -> None:
+        """Count ``count`` lookups that did not find their entry."""
+        check_count("count", count)
+        state = self._current()
+        if state is not None:
+            state.count(0, count)
+
+    def evicted(self, count: int = 1) -> None:
+        """Count ``count`` entries removed to make room (or expired)."""
+        check_count("count", count)
+        state = self._current()
+        if state is not None:
+            state.evictions.add(count)
+
+    def set_size(
+        self, *, entries: float | None = None, bytes: float | None = None, max_entries: float | None = None
+    ) -> None:
+        """Set the cache's current size: entries, bytes used, and its capacity in entries.
+
+        A value set replaces a function given to :meth:`observe_size` for the same size.
+
+        >>> import otel_pipeline as op
+        >>> op.cache("users").set_size(entries=10, bytes=4096, max_entries=1000)
+        """
+        given = _given(entries=entries, bytes=bytes, max_entries=max_entries)
+        for key, value in given.items():
+            check_count(key, value)
+        for key in given:
+            self._observed.pop(key, None)
+        state = self._current()
+        if state is not None:
+            state.sizes.update(given)
+
+    def observe_size(
+        self,
+        *,
+        entries: Callable[[], float] | None = None,
+        bytes: Callable[[], float] | None = None,
+        max_entries: Callable[[], float] | None = None,
+    ) -> None:
+        """Read the cache's size from functions called at each collection.
+
+        They stay registered across ``configure()``/``shutdown()``; a function that raises or
+        returns something other than a number >= 0 is logged once and its value skipped.
+
+        >>> import otel_pipeline as op
+        >>> store: dict[str, bytes] = {}
+        >>> op.cache("blobs").observe_size(
+        ...     entries=lambda: len(store), bytes=lambda: sum(map(len, store.values()))
+        ... )
+        """
+        given = _given(entries=entries, bytes=bytes, max_entries=max_entries)
+        for key, function in given.items():
+            if not callable(function):
+                raise TypeError(
+                    f"otel_pipeline: observe_size({key}=...) needs a function returning a number, "
+                    f"got {type(function).__name__} {function!r}"
+                )
+        self._observed.update(given)
+        state = self._current()
+        if state is not None:
+            for key in given:
+                state.sizes.pop(key, None)
+
+    def wrap(self, function: F) -> F:
+        """Instrument ``function``, a ``functools.lru_cache`` or anything with ``cache_info()``.
+
+        Returns a wrapper with the same results, ``cache_info()`` and ``cache_clear()``. Hits and
+        misses are taken from ``cache_info()`` at each collection, entries and capacity from its
+        ``currsize`` and ``maxsize``; evictions are not reported (``cache_info()`` has none).
+
+        >>> import functools
+        >>> import otel_pipeline as op
+        >>> @op.cache("squares").wrap
+        ... @functools.lru_cache(maxsize=128)
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square(3), square(3), square.cache_info().hits
+        (9, 9, 1)
+        """
+        _check_cache_info(function)
+        source = _Source(function)
+        with self._states_lock:
+            self._sources.append(source)
+            states = list(self._states.values())
+        for state in states:
+            state.track(source)
+        hook = self
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            hook._current()  # binds the cache to a pipeline configured since, so it is reported
+            return function(*args, **kwargs)
+
+        def cache_clear() -> None:
+            state = hook._current()
+            if state is None:
+                source.clear()
+            else:
+                state.sync(list(hook._sources), clear=source)
+
+        wrapper.cache_info = function.cache_info  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    # -- observed values ---------------------------------------------------------------------
+
+    def _size(self, state: _State, key: str) -> float | None:
+        """A size set on ``state``, else observed by its function, else None."""
+        value = state.sizes.get(key)
+        function = self._observed.get(key)
+        if value is not None or function is None:
+            return value
+        try:
+            observed = function()
+        except Exception:
+            warn_once(
+                f"cache-size:{self.name}:{key}", "cache %r: the %s function raised; skipped", self.name, key
+            )
+            logger.debug("size function failure", exc_info=True)
+            return None
+        if isinstance(observed, bool) or not isinstance(observed, (int, float)) or not observed >= 0:
+            warn_once(
+                f"cache-size:{self.name}:{key}",
+                "cache %r: the %s function returned %r, not a number >= 0; skipped",
+                self.name,
+                key,
+                observed,
+            )
+            return None
+        return observed
+
+    def _infos(self) -> list[Any]:
+        """``cache_info()`` of every wrapped cache still alive; the ones gone are forgotten."""
+        infos = []
+        with self._states_lock:
+            sources = list(self._sources)
+        for source in sources:
+            info = source.info()
+            if info is None:
+                with self._states_lock:
+                    if source in self._sources:
+                        self._sources.remove(source)
+            else:
+                infos.append(info)
+        return infos
+
+
+def cache(name: str) -> Cache:
+    """The cache hook named ``name`` (same name, same object).
+
+    >>> import otel_pipeline as op
+    >>> op.cache("users") is op.cache("users")
+    True
+    """
+    return get_hook(Cache, name)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    given = {key: value for key, value in values.items() if value is not None}
+    if not given:
+        raise ValueError("otel_pipeline: give at least one of entries=, bytes=, max_entries=")
+    return given
+
+
+def _check_cache_info(function: Any) -> None:
+    cache_info = getattr(function, "cache_info", None)
+    cache_clear = getattr(function, "cache_clear", None)
+    if not callable(function) or not callable(cache_info) or not callable(cache_clear):
+        raise TypeError(
+            "otel_pipeline: cache.wrap() needs a function with cache_info() and cache_clear(), such as "
+            f"functools.lru_cache; got {type(function).__name__} {function!r}"
+        )
+    info = cache_info()
+    for field in ("hits", "misses", "currsize", "maxsize"):
+        if not hasattr(info, field):
+            raise TypeError(
+                f"otel_pipeline: cache.wrap(): {function!r}.cache_info() returned {info!r}, which has no "
+                f"{field!r}; it must look like functools' CacheInfo(hits, misses, maxsize, currsize)"
+            )
+
+
+Observations = Iterator[tuple[float, dict[str, Any]]]
+
+
+def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | None]) -> Observations:
+    """At collection: bring the wrapped caches' lookups up to date, then ``read`` every cache."""
+    with _CACHES_LOCK:
+        caches = list(_CACHES)
+    for hook in caches:
+        if not hook._sources and not hook._observed and registry not in hook._states:
+            continue
+        try:
+            state = hook._state(registry)
+            if hook._sources:
+                state.sync(list(hook._sources))
+            value = read(hook, state)
+        except Exception:
+            warn_once(f"cache-observe:{hook.name}", "cache %r: reading its state failed; skipped", hook.name)
+            logger.debug("cache observation failure", exc_info=True)
+            continue
+        if value is not None:
+            yield value, state.attributes
+
+
+def _hit_ratio(hook: Cache, state: _State) -> float | None:
+    with state.lock:
+        hits, lookups = state.hit_total, state.hit_total + state.miss_total
+    return hits / lookups if lookups else None
+
+
+def _entries(hook: Cache, state: _State) -> float | None:
+    value = hook._size(state, "entries")
+    if value is None and hook._sources:
+        infos = hook._infos()
+        value = sum(info.currsize for info in infos) if infos else None
+    return value
+
+
+def _entries_limit(hook: Cache, state: _State) -> float | None:
+    value = hook._size(state, "max_entries")
+    if value is None and hook._sources:
+        limits = [info.maxsize for info in hook._infos()]
+        value = None if not limits or None in limits else sum(limits)
+    return value
+
+
+def _size_bytes(hook: Cache, state: _State) -> float | None:
+    return hook._size(state, "bytes")

@@ -1,0 +1,131 @@
+"""Deduplication: items checked, duplicates found, and the duplicate ratio.
+
+>>> import otel_pipeline as op
+>>> seen: set[str] = set()
+>>> for key in ["a", "b", "a"]:
+...     if op.dedup("events").check(duplicate=key in seen):
+...         continue
+...     seen.add(key)
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from otel_pipeline._internal.catalogue import declare
+from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.registry import Registry
+from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.spec import Kind
+
+__all__ = ["Dedup", "dedup"]
+
+HOOK = "dedup"
+_ATTRS = ["dedup.name"]
+CHECKS = declare(
+    "dedup.checks", Kind.COUNTER, "{check}", "Items checked for being a duplicate.", _ATTRS, hook=HOOK
+)
+DUPLICATES = declare(
+    "dedup.duplicates", Kind.COUNTER, "{duplicate}", "Items found to be duplicates.", _ATTRS, hook=HOOK
+)
+DUPLICATE_RATIO = declare(
+    "dedup.duplicate_ratio",
+    Kind.OBSERVABLE_GAUGE,
+    "1",
+    "Duplicates / checks since the process started recording; absent before the first check.",
+    _ATTRS,
+    hook=HOOK,
+)
+
+_DEDUPS: list[Dedup] = []
+_DEDUPS_LOCK = threading.Lock()
+
+
+class _State:
+    """A dedup's series and running totals on one pipeline's registry."""
+
+    __slots__ = ("attributes", "checks", "duplicates", "lock", "totals")
+
+    def __init__(self, hook: Dedup, registry: Registry) -> None:
+        self.attributes = {"dedup.name": hook.name}
+        self.checks = registry.instrument(CHECKS).bind(self.attributes)
+        self.duplicates = registry.instrument(DUPLICATES).bind(self.attributes)
+        self.lock = threading.Lock()
+        #: [checks, duplicates] recorded on this registry, for the ratio.
+        self.totals = [0, 0]
+
+
+class Dedup(Hook):
+    """A named deduplication step. Get it with :func:`otel_pipeline.dedup`.
+
+    >>> import otel_pipeline as op
+    >>> op.dedup("events").check(duplicate=False)
+    False
+    """
+
+    kind = "dedup"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
+        self._states_lock = threading.Lock()
+        with _DEDUPS_LOCK:
+            _DEDUPS.append(self)
+
+    def _bind(self, pipeline: Pipeline) -> _State:
+        registry = pipeline.registry
+        assert registry is not None
+        registry.observe(DUPLICATE_RATIO, lambda: _ratios(registry))
+        with self._states_lock:
+            state = self._states.get(registry)
+            if state is None:  # the same totals each time this hook is bound to this registry
+                state = self._states[registry] = _State(self, registry)
+        return state
+
+    def check(self, *, duplicate: bool) -> bool:
+        """Count one item checked, and a duplicate if ``duplicate``; returns ``duplicate``.
+
+        >>> import otel_pipeline as op
+        >>> op.dedup("events").check(duplicate=True)
+        True
+        """
+        if not isinstance(duplicate, bool):
+            raise TypeError(
+                f"otel_pipeline: check(duplicate=...) must be True or False, "
+                f"got {type(duplicate).__name__} {duplicate!r}"
+            )
+        state = self._current()
+        if state is not None:
+            state.checks.add(1)
+            if duplicate:
+                state.duplicates.add(1)
+            with state.lock:
+                state.totals[0] += 1
+                state.totals[1] += duplicate
+        return duplicate
+
+
+def dedup(name: str) -> Dedup:
+    """The dedup hook named ``name`` (same name, same object).
+
+    >>> import otel_pipeline as op
+    >>> op.dedup("events") is op.dedup("events")
+    True
+    """
+    return get_hook(Dedup, name)
+
+
+def _ratios(registry: Registry) -> Iterator[tuple[float, dict[str, Any]]]:
+    with _DEDUPS_LOCK:
+        hooks = list(_DEDUPS)
+    for hook in hooks:
+        state = hook._states.get(registry)
+        if state is None:
+            continue
+        with state.lock:
+            checks, duplicates = state.totals
+        if checks:
+            yield duplicates / checks, state.attributes
