@@ -36,29 +36,38 @@ __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summar
 SCHEMA_VERSION = 1
 
 Points = dict[str, list[Any]]
-#: field -> (metric name, attribute whose values split the field into a dict, or None).
-Fields = dict[str, tuple[str, str | None]]
+#: field -> (metric name, attribute whose values split the field into a dict or None, value when absent).
+Fields = dict[str, tuple[str, str | None, float | None]]
 
-#: Sections of hooks that report counts per named instance: section -> (name attribute, fields).
-#: A field whose metric was never recorded is 0 (or {} when split).
+#: Sections of hooks that report per named instance: section -> (name attribute, fields). Counts
+#: never recorded are 0 (or {} when split); levels never reported (depth, entries) are null.
 SECTIONS: dict[str, tuple[str, Fields]] = {
     "caches": (
         "cache.name",
         {
-            "hits": ("cache.hits", None),
-            "misses": ("cache.misses", None),
-            "evictions": ("cache.evictions", None),
+            "hits": ("cache.hits", None, 0),
+            "misses": ("cache.misses", None, 0),
+            "evictions": ("cache.evictions", None, 0),
+            "entries": ("cache.entries", None, None),
         },
     ),
     "queues": (
         "queue.name",
         {
-            "enqueued": ("queue.jobs.enqueued", None),
-            "processed": ("queue.jobs.processed", "outcome"),
-            "in_progress": ("queue.jobs.in_progress", None),
+            "enqueued": ("queue.jobs.enqueued", None, 0),
+            "dequeued": ("queue.jobs.dequeued", None, 0),
+            "processed": ("queue.jobs.processed", "outcome", 0),
+            "in_progress": ("queue.jobs.in_progress", None, 0),
+            "retried": ("queue.jobs.retried", None, 0),
+            "dead_lettered": ("queue.jobs.dead_lettered", "reason", 0),
+            "replayed": ("queue.jobs.replayed", None, 0),
+            "depth": ("queue.depth", None, None),
+            "dead_letter_depth": ("queue.dead_letter.depth", None, None),
         },
     ),
 }
+#: actions: executor -> action -> outcome -> count, from this metric and these attributes.
+ACTIONS = ("actions.executed", "action.executor", "action.name", "outcome")
 
 
 def summary(pipeline: Pipeline | None = None) -> dict[str, Any]:
@@ -232,12 +241,13 @@ def _resources(pipeline: Pipeline | None) -> dict[str, Any] | None:
 
 def _named_section(points: Points, name_key: str, fields: Fields) -> dict[str, Any]:
     section: dict[str, Any] = {}
-    for name in _names(points, [metric for metric, _ in fields.values()], name_key):
+    for name in _names(points, [metric for metric, _, _ in fields.values()], name_key):
         entry: dict[str, Any] = {}
-        for field, (metric, split) in fields.items():
+        for field, (metric, split, absent) in fields.items():
             where = {name_key: name}
             if split is None:
-                entry[field] = _total(points, metric, where)
+                found = _matching(points.get(metric, ()), where)
+                entry[field] = sum(_value(p) for p in found) if found else absent
             else:
                 entry[field] = {
                     value: _total(points, metric, {**where, split: value})
@@ -248,7 +258,18 @@ def _named_section(points: Points, name_key: str, fields: Fields) -> dict[str, A
 
 
 def _actions(points: Points) -> dict[str, Any]:
-    return {}
+    metric, executor_key, action_key, outcome_key = ACTIONS
+    report: dict[str, Any] = {}
+    for executor in _names(points, [metric], executor_key):
+        actions: dict[str, Any] = {}
+        for action in _names(points, [metric], action_key, {executor_key: executor}):
+            where = {executor_key: executor, action_key: action}
+            actions[action] = {
+                outcome: _total(points, metric, {**where, outcome_key: outcome})
+                for outcome in _names(points, [metric], outcome_key, where)
+            }
+        report[executor] = actions
+    return report
 
 
 # -- the table ---------------------------------------------------------------------------------
