@@ -258,6 +258,17 @@ def test_same_family_with_other_label_names_keeps_each_samples_labels() -> None:
     ]
 
 
+def test_a_colon_from_the_unit_stays_in_openmetrics_sample_names() -> None:
+    data = metrics_data([(OTHER_SCOPE, [Metric("x", "X.", "a:b", Sum([number({}, 1)], CUMULATIVE, True))])])
+    assert render(data) == stock(data)
+    text = render(data, openmetrics=True).decode()
+    # The stock exporter writes the sample as x_a_b_total under a family x_a:b.
+    assert b"x_a_b_total{" in stock(data, openmetrics=True)
+    assert "# TYPE x_a:b counter\n# UNIT x_a:b a:b\nx_a:b_total{" in text
+    (family,) = [f for f in _om_parse(text) if f.name != "target"]
+    assert [(s.name, s.value) for s in family.samples] == [("x_a:b_total", 1.0)]
+
+
 def test_exponential_histograms_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
     point = ExponentialHistogramDataPoint(
         {}, 1, 2, 1, 1.0, 0, 0, Buckets(0, [1]), Buckets(0, []), 0, 1.0, 1.0

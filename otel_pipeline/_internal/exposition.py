@@ -9,9 +9,11 @@ differential tests prove it). What we add: exemplars in the OpenMetrics output, 
 What we write faster: the lines directly, each point's label set rendered once (not once per
 bucket), without building prometheus_client families and samples.
 
-One deliberate difference: when two metrics of different scopes share a Prometheus family but not
-their label names, the stock exporter pairs the second metric's label values with the first one's
-label names (mislabelling them); we keep each sample's own labels.
+Where the stock output is wrong we differ: two metrics of different scopes in one Prometheus family
+but with different label names keep each sample's own labels (the stock exporter pairs the second
+one's values with the first one's names); exponential histograms are left out (the stock exporter
+fails the scrape); a ``:`` in a name (from a unit) stays in OpenMetrics sample names too (the stock
+exporter turns it into ``_`` there only, so samples no longer match their family).
 """
 
 from __future__ import annotations
