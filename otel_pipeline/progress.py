@@ -82,6 +82,11 @@ class LiveProgress:
         if live is not None:
             live.stop()
 
+    def refresh(self) -> None:
+        """Redraw now (it also redraws by itself ``refresh_per_second`` times a second)."""
+        if self._live is not None:
+            self._live.refresh()
+
     @property
     def running(self) -> bool:
         """True while redrawing."""

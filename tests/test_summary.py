@@ -265,10 +265,11 @@ def cells(text: str) -> list[list[str]]:
 @BOTH
 def test_print_summary_table(otel_capture: Capture, clock: Clock) -> None:
     run_the_day(otel_capture, clock)
-    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console_out = io.StringIO()
+    console = Console(file=console_out, width=160, color_system=None)
     report = op.print_summary(console=console)
     assert report["pipelines"]["nightly"]["count"] == 2
-    text = console.file.getvalue()  # type: ignore[attr-defined]
+    text = console_out.getvalue()
     rows = cells(text)
     assert ["nightly", "2", "1", "0", "2.312s", "1.156s", "2.250s", "", ""] in rows
     assert ["fetch", "2", "1", "0", "0.562s", "0.281s", "0.500s", "127", "225.778"] in rows

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 import urllib.request
@@ -10,11 +11,13 @@ from typing import Any
 import pytest
 from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 import otel_pipeline as op
 from otel_pipeline._internal import timed
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS
-from otel_pipeline.hooks.pipeline import active_stages
+from otel_pipeline.hooks.pipeline import ActiveStage, active_stages
+from otel_pipeline.progress import LiveProgress, render
 from otel_pipeline.testing import Capture
 
 BOTH = pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
@@ -449,3 +452,57 @@ def test_prometheus_export_of_one_chunk(mode: str, clock: Clock) -> None:
     assert len(pipeline_samples) == 3 * (4 + 2 + 15) + 3 + 2 + 15
     assert "# HELP pipeline_stage_items_total Items processed by a pipeline stage." in text
     assert "# TYPE pipeline_runs_active gauge" in text
+
+
+def test_live_progress_draws_the_running_stages_on_a_terminal(otel_capture: Capture, clock: Clock) -> None:
+    console_out = io.StringIO()
+    console = Console(file=console_out, force_terminal=True, width=100, color_system=None)
+    with op.live_progress(console=console) as view:
+        assert view.enabled
+        assert view.running
+        with op.pipeline("nightly") as run, run.stage("fetch") as stage:
+            stage.processed(120)
+            clock.advance(2.0)
+            view.refresh()
+    assert not view.running
+    drawn = console_out.getvalue()
+    assert "running stages" in drawn
+    assert "nightly" in drawn
+    assert "fetch" in drawn
+    view.stop()  # idempotent
+
+
+def test_live_progress_is_off_when_not_a_terminal() -> None:
+    console_out = io.StringIO()
+    console = Console(file=console_out, width=100)
+    with op.live_progress(console=console) as view:
+        assert not view.enabled
+        assert not view.running
+        view.refresh()
+    assert console_out.getvalue() == ""
+
+
+def test_render_shows_items_rate_and_elapsed() -> None:
+    console_out = io.StringIO()
+    console = Console(file=console_out, width=100, color_system=None)
+    console.print(
+        render([ActiveStage("nightly", "fetch", 120, 2.0), ActiveStage("nightly", "write", 0, 0.0)])
+    )
+    rows = [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in console_out.getvalue().splitlines()
+        if "│" in line
+    ]
+    assert rows == [
+        ["nightly", "fetch", "120", "60.0/s", "2.0s"],
+        ["nightly", "write", "0", "0.0/s", "0.0s"],
+    ]
+    empty_out = io.StringIO()
+    empty = Console(file=empty_out, width=100, color_system=None)
+    empty.print(render([]))
+    assert "(none running)" in empty_out.getvalue()
+
+
+def test_live_progress_refresh_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"refresh_per_second=0 is not valid; use a number > 0"):
+        LiveProgress(refresh_per_second=0)
