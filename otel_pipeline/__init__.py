@@ -18,21 +18,26 @@ from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
+from otel_pipeline.hooks.actions import Actions, actions
 from otel_pipeline.hooks.cache import Cache, cache
 from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
 from otel_pipeline.hooks.dedup import Dedup, dedup
+from otel_pipeline.hooks.events import Events, events
 from otel_pipeline.hooks.pipeline import Run, Stage, StageRun, pipeline, stage
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
+from otel_pipeline.hooks.stdlib_queue import instrument_queue, uninstrument_queue
 from otel_pipeline.progress import LiveProgress, live_progress
 from otel_pipeline.summary import print_summary, summary, write_summary
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
+    "Actions",
     "Cache",
     "Checkpoint",
     "Config",
     "Dedup",
+    "Events",
     "LiveProgress",
     "Pipeline",
     "Queue",
@@ -42,10 +47,13 @@ __all__ = [
     "Stage",
     "StageRun",
     "__version__",
+    "actions",
     "cache",
     "checkpoint",
     "configure",
     "dedup",
+    "events",
+    "instrument_queue",
     "live_progress",
     "monitor_resources",
     "pipeline",
@@ -54,6 +62,7 @@ __all__ = [
     "shutdown",
     "stage",
     "summary",
+    "uninstrument_queue",
     "write_summary",
 ]
 

@@ -16,14 +16,31 @@ import inspect
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.spans import NO_SPAN, HookTracer
 
-__all__ = ["Deadline", "Noop", "Operation", "Timed", "decorate", "error_type"]
+__all__ = ["Deadline", "Noop", "Operation", "Timed", "TimedScope", "decorate", "error_type"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TimedScope(Protocol):
+    """What a timed hook method returns: a :class:`Timed`, or a :class:`Noop` when off.
+
+    A sync and async context manager that is also a decorator of functions and coroutines.
+    """
+
+    def __enter__(self) -> Any: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def __call__(self, function: F) -> F: ...
 
 
 def error_type(exc_type: type[BaseException] | None) -> str | None:

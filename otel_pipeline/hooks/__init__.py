@@ -1,3 +1,13 @@
 """One module per domain hook. Importing this package declares every hook's metrics."""
 
-from otel_pipeline.hooks import cache, checkpoint, dedup, pipeline, resources  # noqa: F401
+from otel_pipeline.hooks import (  # noqa: F401
+    actions,
+    cache,
+    checkpoint,
+    dedup,
+    events,
+    pipeline,
+    queue,
+    resources,
+    stdlib_queue,
+)

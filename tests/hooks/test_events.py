@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+
+import otel_pipeline as op
+from otel_pipeline._internal import timed as timed_module
+from otel_pipeline._internal.outcomes import OutcomeOperation
+from otel_pipeline._internal.timed import Timed, TimedScope
+from otel_pipeline.hooks import events as events_module
+from otel_pipeline.testing import Capture
+from tests.hooks import FakeClock, buckets
+
+MODES = ["core", "sdk"]
+ORDERS = {"event.source": "orders", "event.type": "order.created"}
+OK = {**ORDERS, "outcome": "success"}
+
+
+def fail(scope: TimedScope, clock: FakeClock, seconds: float, error: Exception) -> None:
+    with scope:
+        clock.advance(seconds)
+        raise error
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(timed_module, "perf_counter", fake)
+    return fake
+
+
+@pytest.fixture(params=MODES)
+def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    with Capture(instrument_mode=request.param) as captured:
+        yield captured
+
+
+def test_counts_times_and_holds_in_flight_by_type_and_outcome(capture: Capture, clock: FakeClock) -> None:
+    orders = op.events("orders")
+    with orders.process("order.created"):
+        clock.advance(0.0625)
+        assert capture.value("events.in_flight", ORDERS) == 1
+    with orders.process("order.created"):
+        clock.advance(0.25)
+    with pytest.raises(ValueError, match="bad order"):
+        fail(orders.process("order.created"), clock, 3.0, ValueError("bad order"))
+    with orders.process("order.paid"):
+        clock.advance(0.5)
+
+    assert capture.value("events.processed", OK) == 2
+    failed = {**ORDERS, "outcome": "failure", "error.type": "ValueError"}
+    assert capture.value("events.processed", failed) == 1
+    paid = {"event.source": "orders", "event.type": "order.paid"}
+    assert capture.value("events.processed", {**paid, "outcome": "success"}) == 1
+    ok = capture.point("events.processing.duration", OK)
+    assert (ok.count, ok.sum, ok.min, ok.max) == (2, 0.3125, 0.0625, 0.25)
+    assert ok.bucket_counts == buckets(0.0625, 0.25)
+    bad = capture.point("events.processing.duration", failed)
+    assert (bad.count, bad.sum, bad.bucket_counts) == (1, 3.0, buckets(3.0))
+    assert capture.value("events.in_flight", ORDERS) == 0
+    assert capture.value("events.in_flight", paid) == 0
+    assert len(capture.points("events.processed")) == 3
+
+
+def test_metrics_are_described_with_units(capture: Capture) -> None:
+    with op.events("orders").process("order.created"):
+        pass
+    units = {name: (m.unit, bool(m.description)) for name, m in capture.metrics().items()}
+    assert units["events.processed"] == ("{event}", True)
+    assert units["events.processing.duration"] == ("s", True)
+    assert units["events.in_flight"] == ("{event}", True)
+
+
+async def test_decorates_functions_and_coroutines_and_async_with(capture: Capture, clock: FakeClock) -> None:
+    orders = op.events("orders")
+
+    @orders.process("order.created")
+    def handle(amount: int) -> int:
+        clock.advance(0.125)
+        return amount * 2
+
+    @orders.process("order.created")
+    async def handle_async(amount: int) -> int:
+        clock.advance(0.125)
+        return amount + 1
+
+    @orders.process("order.created")
+    async def broken() -> None:
+        raise KeyError("missing")
+
+    assert handle(21) == 42
+    assert await handle_async(1) == 2
+    with pytest.raises(KeyError):
+        await broken()
+    async with orders.process("order.created"):
+        clock.advance(0.125)
+
+    assert handle.__name__ == "handle"
+    assert capture.value("events.processed", OK) == 3
+    assert capture.point("events.processing.duration", OK).sum == 0.375
+    failed = {**ORDERS, "outcome": "failure", "error.type": "KeyError"}
+    assert capture.value("events.processed", failed) == 1
+
+
+def test_a_span_per_event_with_id_status_and_parent(capture: Capture) -> None:
+    tracer = capture.pipeline.tracer_provider.get_tracer("test")  # type: ignore[union-attr]
+    with tracer.start_as_current_span("consume") as parent:
+        with op.events("orders").process("order.created", event_id="o-17"):
+            pass
+        with pytest.raises(RuntimeError), op.events("orders").process("order.created", event_id=18):
+            raise RuntimeError("boom")
+
+    ok, failed = capture.spans("events.process orders order.created")
+    assert dict(ok.attributes or {}) == {**ORDERS, "event.id": "o-17"}
+    assert ok.parent is not None
+    assert ok.parent.span_id == parent.get_span_context().span_id
+    assert ok.status.status_code is StatusCode.UNSET
+    assert dict(failed.attributes or {}) == {**ORDERS, "event.id": "18", "error.type": "RuntimeError"}
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [event.name for event in failed.events] == ["exception"]
+    assert failed.parent is not None
+    assert failed.parent.span_id == parent.get_span_context().span_id
+
+
+def test_spans_nest_user_spans_inside(capture: Capture) -> None:
+    user_tracer = trace.get_tracer("user", tracer_provider=capture.pipeline.tracer_provider)
+    with op.events("orders").process("order.created"), user_tracer.start_as_current_span("load"):
+        pass
+    (event_span,) = capture.spans("events.process orders order.created")
+    (user_span,) = capture.spans("load")
+    assert user_span.parent is not None
+    assert user_span.parent.span_id == event_span.context.span_id
+
+
+def test_same_source_same_hook_and_attributes_bound_once(capture: Capture) -> None:
+    assert op.events("orders") is op.events("orders")
+    first = op.events("orders").process("order.created")
+    second = op.events("orders").process("order.created")
+    other = op.events("orders").process("order.paid")
+    assert isinstance(first, Timed)
+    assert isinstance(second, Timed)
+    assert isinstance(other, Timed)
+    assert first._op is second._op
+    assert other._op is not first._op
+
+
+def test_many_threads_count_exactly(capture: Capture) -> None:
+    orders = op.events("orders")
+
+    def work() -> None:
+        for _ in range(500):
+            with orders.process("order.created"):
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert capture.value("events.processed", OK) == 4000
+    assert capture.point("events.processing.duration", OK).count == 4000
+    assert capture.value("events.in_flight", ORDERS) == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: op.events(""), ValueError, "events name=''"),
+        (lambda: op.events(7), TypeError, "events name must be a str, got int 7"),  # type: ignore[arg-type]
+        (lambda: op.events("orders").process(""), ValueError, "event_type=''"),
+        (lambda: op.events("orders").process(None), TypeError, "event_type must be a str"),  # type: ignore[arg-type]
+        (lambda: op.events("orders").process(["x"]), TypeError, r"got list \['x'\]"),  # type: ignore[arg-type]
+        (
+            lambda: op.events("orders").process("order.created", event_id=1.5),  # type: ignore[arg-type]
+            TypeError,
+            "event_id must be a str or an int, got float 1.5",
+        ),
+    ],
+)
+@pytest.mark.parametrize("configured", [True, False])
+def test_bad_arguments_fail_at_the_call(
+    call: object, error: type[Exception], message: str, configured: bool
+) -> None:
+    assert callable(call)
+    if configured:
+        with Capture(), pytest.raises(error, match=message):
+            call()
+    else:
+        with pytest.raises(error, match=message):
+            call()
+
+
+async def test_not_configured_is_a_noop_and_decorations_record_once_configured() -> None:
+    orders = op.events("orders")
+
+    @orders.process("order.created")
+    def handle() -> str:
+        return "handled"
+
+    @orders.process("order.created")
+    async def handle_async() -> str:
+        return "handled"
+
+    with orders.process("order.created") as nothing:
+        pass
+    async with orders.process("order.created"):
+        pass
+    assert nothing.span_attributes is None
+    assert handle() == "handled"
+    with pytest.raises(ZeroDivisionError), orders.process("order.created"):
+        _ = 1 / 0
+    with Capture() as capture:
+        assert handle() == "handled"
+        assert await handle_async() == "handled"
+        assert capture.value("events.processed", OK) == 2
+
+
+def test_a_recording_fault_never_reaches_the_caller(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("internal")
+
+    monkeypatch.setattr(OutcomeOperation, "end", broken)
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        with op.events("orders").process("order.created"):
+            pass
+        with pytest.raises(KeyError), op.events("orders").process("order.created"):
+            raise KeyError("the caller's own")
+    assert [r.getMessage() for r in caplog.records].count(
+        "otel_pipeline: events.process orders order.created failed to record"
+    ) == 1
+
+
+def test_too_many_types_warns_once_and_still_records(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(events_module, "_MAX_TYPES", 2)
+    source = op.events("many-types")
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        for event_type in ["a", "b", "c", "c", "d"]:
+            with source.process(event_type):
+                pass
+    warnings = [r.getMessage() for r in caplog.records if "more than 2 event types" in r.getMessage()]
+    assert len(warnings) == 1
+    for event_type, count in [("a", 1), ("b", 1), ("c", 2), ("d", 1)]:
+        attributes = {"event.source": "many-types", "event.type": event_type, "outcome": "success"}
+        assert capture.value("events.processed", attributes) == count
