@@ -32,6 +32,7 @@ from otel_pipeline._version import __version__
 from otel_pipeline.config import Config
 
 __all__ = [
+    "ON_INSTALL",
     "STATE",
     "Pipeline",
     "build_pipeline",
@@ -135,19 +136,26 @@ class Pipeline:
         try:
             if self.tracer_provider is not None:
                 self.tracer_provider.shutdown()
-        except Exception:
-            logger.exception("otel_pipeline: flushing spans at shutdown failed")
+        except Exception as error:
+            _flush_failed("spans", error)
 
     def _flush_metrics(self) -> None:
         try:
             if self.meter_provider is not None:
                 # The final collection still reads the registry; observable callbacks stop after it.
-                self.meter_provider.shutdown(timeout_millis=self.config.export_timeout * 1000.0)
-        except Exception:
-            logger.exception("otel_pipeline: flushing metrics at shutdown failed")
+                # One export attempt (export_timeout), then a second for the in-process readers.
+                self.meter_provider.shutdown(timeout_millis=(self.config.export_timeout + 1.0) * 1000.0)
+        except Exception as error:
+            _flush_failed("metrics", error)
         finally:
             if self.registry is not None:
                 self.registry.enabled = False
+
+
+def _flush_failed(what: str, error: Exception) -> None:
+    # Usually the receiver is down: an operational condition, worth one line rather than a traceback.
+    logger.warning("otel_pipeline: flushing %s at shutdown failed: %s", what, error)
+    logger.debug("flush failure", exc_info=error)
 
 
 @dataclass
@@ -167,13 +175,24 @@ def current() -> Pipeline | None:
     return STATE.pipeline
 
 
+#: Called with each pipeline made current: hooks with observed values (registered before
+#: ``configure()``, e.g. a cache's size function) bind to it so that it reports them.
+ON_INSTALL: list[Callable[[Pipeline], None]] = []
+
+
 def install(pipeline: Pipeline | None) -> Pipeline | None:
     """Make ``pipeline`` the one hooks record into; returns the previous one. Bumps the generation."""
     with _lock:
         previous = STATE.pipeline
         STATE.pipeline = pipeline
         STATE.generation += 1
-        return previous
+    if pipeline is not None and pipeline.enabled:
+        for callback in list(ON_INSTALL):
+            try:
+                callback(pipeline)
+            except Exception:
+                logger.exception("otel_pipeline: binding observed hooks to the new pipeline failed")
+    return previous
 
 
 def build_pipeline(
