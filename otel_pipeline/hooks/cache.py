@@ -22,7 +22,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, get_hook
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
 
 __all__ = ["Cache", "cache"]
@@ -410,6 +410,17 @@ def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | Non
             continue
         if value is not None:
             yield value, state.attributes
+
+
+def _bind_observed(pipeline: Pipeline) -> None:
+    """Bind the caches that report observed values (sizes, wrapped caches) to a new pipeline."""
+    with _CACHES_LOCK:
+        caches = [hook for hook in _CACHES if hook._sources or hook._observed]
+    for hook in caches:
+        hook._current()
+
+
+ON_INSTALL.append(_bind_observed)
 
 
 def _hit_ratio(hook: Cache, state: _State) -> float | None:

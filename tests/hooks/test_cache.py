@@ -91,10 +91,22 @@ def test_observers_registered_before_configure_report_once_configured() -> None:
     early = op.cache("early-observed")
     early.observe_size(entries=lambda: 5)
     early.hit()  # not configured: a no-op
-    with Capture() as capture:
-        op.cache("another").miss()  # any cache bound to the pipeline reports every observed cache
+    with Capture() as capture:  # nothing touches the hook: it binds when the pipeline is installed
         assert capture.value("cache.entries", attrs("early-observed")) == 5
         assert "cache.hits" not in capture.metrics()
+    pipeline = op.configure(service_name="early", exporter="none")
+    data = pipeline.collect()
+    assert data is not None
+    points: list[Any] = [
+        point
+        for scope in data.resource_metrics[0].scope_metrics
+        for metric in scope.metrics
+        if metric.name == "cache.entries"
+        for point in metric.data.data_points
+    ]
+    entries = [(dict(point.attributes), point.value) for point in points]
+    assert (attrs("early-observed"), 5) in entries
+    op.shutdown()
     early.set_size(entries=0)
 
 
