@@ -1,7 +1,7 @@
 """The otel_pipeline dashboards, built from the metric catalogue.
 
 Each function returns one :class:`~dashboards.model.Board`; :data:`BOARDS` lists them all. Metric
-names only ever come from :func:`dashboards.promql.metric` (via the helpers), so every query is
+names only ever come from :func:`dashboards.promql.metric` (through the helpers), so every query is
 checked against the catalogue when the dashboards are generated.
 
 >>> [board.file_stem for board in all_boards()][:2]
@@ -13,20 +13,41 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dashboards.model import Board, Panel, Query, Row
-from dashboards.promql import RATE_WINDOW, by, failure_ratio, histogram_quantile, rate, selected
+from dashboards.promql import RATE_WINDOW, by, failure_ratio, histogram_quantile, rate, selected, share
+from otel_pipeline._internal.promnames import label_name
 
 __all__ = ["BOARDS", "all_boards"]
 
 
+def _legend(*attributes: str, prefix: str = "") -> str:
+    """``"<prefix> {{job}} {{label}} ..."``: the job and each attribute's label."""
+    parts = [prefix] if prefix else []
+    return " ".join([*parts, "{{job}}", *("{{" + label_name(key) + "}}" for key in attributes)])
+
+
+def _gauge(name: str, *attributes: str, aggregation: str = "sum") -> str:
+    return f"{aggregation} {by(*attributes)} ({selected(name)})"
+
+
+def _increase(name: str, *attributes: str, matchers: str = "") -> str:
+    return f"sum {by(*attributes)} (increase({selected(name, matchers)}[{RATE_WINDOW}]))"
+
+
+def _age(name: str, *attributes: str) -> str:
+    """Seconds since the Unix time a gauge holds."""
+    return f"time() - max {by(*attributes)} ({selected(name)})"
+
+
 def _latency(title: str, name: str, *attributes: str, description: str = "") -> Panel:
     """p50/p95/p99 from the histogram's buckets, with exemplars (trace links) on p99."""
-    legend = " ".join(["{{job}}", *("{{" + key.replace(".", "_") + "}}" for key in attributes)])
     return Panel(
         title,
         "s",
         tuple(
             Query(
-                histogram_quantile(q, name, *attributes), f"p{round(q * 100)} {legend}", exemplars=q == 0.99
+                histogram_quantile(q, name, *attributes),
+                _legend(*attributes, prefix=f"p{round(q * 100)}"),
+                exemplars=q == 0.99,
             )
             for q in (0.5, 0.95, 0.99)
         ),
@@ -35,116 +56,218 @@ def _latency(title: str, name: str, *attributes: str, description: str = "") -> 
     )
 
 
+def _rates(
+    title: str,
+    unit: str,
+    *queries: tuple[str, str],
+    description: str = "",
+    stacked: bool = False,
+    width: int = 12,
+) -> Panel:
+    """A time series panel of ``(expr, legend)`` queries."""
+    series = tuple(Query(expr, legend) for expr, legend in queries)
+    return Panel(title, unit, series, description, stacked=stacked, width=width)
+
+
 def overview() -> Board:
     """Throughput, failures and latency across every hook, per service."""
     return Board(
         "overview",
         "otel_pipeline / Overview",
-        "Work done, failures and latency of every instrumented service.",
+        "Events, actions, jobs and stages of every instrumented service: rate, failures, latency.",
         (
             Row(
                 "Throughput",
                 (
-                    Panel(
-                        "Jobs processed",
+                    _rates(
+                        "Events processed",
                         "ops",
-                        (Query(rate("queue.jobs.processed", "outcome"), "{{job}} {{outcome}}"),),
-                        "Queue jobs finished per second, by outcome.",
+                        (
+                            rate("events.processed", "event.source", "outcome"),
+                            _legend("event.source", "outcome"),
+                        ),
+                        description="Events handled per second, by source and outcome.",
                     ),
-                    Panel(
-                        "Pipeline stage items",
+                    _rates(
+                        "Actions executed",
                         "ops",
-                        (Query(rate("pipeline.stage.items", "pipeline.name"), "{{job}} {{pipeline_name}}"),),
-                        "Items handled per second by all stages of each pipeline.",
+                        (
+                            rate("actions.executed", "action.name", "outcome"),
+                            _legend("action.name", "outcome"),
+                        ),
+                        description="Actions run per second (success, failure, timeout).",
+                    ),
+                    _rates(
+                        "Jobs and stage items",
+                        "ops",
+                        (rate("queue.jobs.processed", "queue.name"), _legend("queue.name", prefix="jobs")),
+                        (
+                            rate("pipeline.stage.items", "pipeline.name"),
+                            _legend("pipeline.name", prefix="items"),
+                        ),
+                        description="Queue jobs finished, and items handled by pipeline stages, per second.",
+                    ),
+                    _rates(
+                        "In flight",
+                        "short",
+                        (
+                            _gauge("events.in_flight", "event.source"),
+                            _legend("event.source", prefix="events"),
+                        ),
+                        (
+                            _gauge("queue.jobs.in_progress", "queue.name"),
+                            _legend("queue.name", prefix="jobs"),
+                        ),
+                        description="Events and jobs being processed now.",
                     ),
                 ),
             ),
             Row(
                 "Failures",
                 (
-                    Panel(
-                        "Job failure ratio",
+                    _rates(
+                        "Failure ratio",
                         "percentunit",
-                        (Query(failure_ratio("queue.jobs.processed"), "{{job}}"),),
-                        "Share of queue jobs that failed.",
+                        (failure_ratio("events.processed"), "events {{job}}"),
+                        (failure_ratio("actions.executed"), "actions {{job}}"),
+                        (failure_ratio("queue.jobs.processed"), "jobs {{job}}"),
+                        (failure_ratio("pipeline.stages.finished"), "stages {{job}}"),
+                        description="Share of events, actions (failures and timeouts), jobs and stages not "
+                        "finishing with success.",
                     ),
-                    Panel(
+                    _rates(
                         "Failures by error type",
                         "ops",
                         (
-                            Query(
-                                rate("queue.jobs.processed", "error.type", matchers='outcome="failure"'),
-                                "jobs {{job}} {{error_type}}",
-                            ),
-                            Query(
-                                rate("pipeline.stages.finished", "error.type", matchers='outcome="failure"'),
-                                "stages {{job}} {{error_type}}",
-                            ),
+                            rate("events.processed", "error.type", matchers='outcome!="success"'),
+                            _legend("error.type", prefix="events"),
                         ),
-                        "Failed jobs and stages per second, by exception class.",
+                        (
+                            rate("actions.executed", "error.type", matchers='outcome!="success"'),
+                            _legend("error.type", prefix="actions"),
+                        ),
+                        (
+                            rate("queue.jobs.processed", "error.type", matchers='outcome!="success"'),
+                            _legend("error.type", prefix="jobs"),
+                        ),
+                        description="Failures per second, by exception class.",
                     ),
                 ),
             ),
-            Row("Latency", (_latency("Job duration", "queue.job.duration"),)),
+            Row(
+                "Latency",
+                (
+                    _latency("Event processing duration", "events.processing.duration"),
+                    _latency("Action duration", "actions.duration"),
+                ),
+            ),
         ),
     )
 
 
 def queues() -> Board:
-    """Queue depth, enqueue vs processed, retries, dead letters and job time."""
+    """Queue depth, enqueue vs processed, retries, dead letters, workers, wait and job time."""
     return Board(
         "queues",
         "otel_pipeline / Queues",
-        "Jobs in and out of each queue, what is in progress, and how long jobs take.",
+        "Backlog of each queue, jobs in and out, retries and dead letters, workers, wait and job time.",
         (
+            Row(
+                "Backlog",
+                (
+                    _rates(
+                        "Depth",
+                        "short",
+                        (_gauge("queue.depth", "queue.name"), _legend("queue.name")),
+                        description="Jobs waiting on each queue now.",
+                    ),
+                    _rates(
+                        "Utilization",
+                        "percentunit",
+                        (_gauge("queue.utilization", "queue.name", aggregation="max"), _legend("queue.name")),
+                        description="Depth over capacity, for queues given a capacity.",
+                    ),
+                    _rates(
+                        "Dead-letter depth",
+                        "short",
+                        (_gauge("queue.dead_letter.depth", "queue.name"), _legend("queue.name")),
+                        description="Jobs parked in each dead-letter queue now.",
+                    ),
+                ),
+            ),
             Row(
                 "Flow",
                 (
-                    Panel(
-                        "Enqueued vs processed",
+                    _rates(
+                        "Enqueued vs dequeued vs processed",
                         "ops",
+                        (rate("queue.jobs.enqueued", "queue.name"), _legend("queue.name", prefix="enqueued")),
+                        (rate("queue.jobs.dequeued", "queue.name"), _legend("queue.name", prefix="dequeued")),
                         (
-                            Query(
-                                rate("queue.jobs.enqueued", "queue.name"), "enqueued {{job}} {{queue_name}}"
-                            ),
-                            Query(
-                                rate("queue.jobs.processed", "queue.name"), "processed {{job}} {{queue_name}}"
-                            ),
+                            rate("queue.jobs.processed", "queue.name"),
+                            _legend("queue.name", prefix="processed"),
                         ),
-                        "Jobs put on and taken off each queue per second; a lasting gap: a growing backlog.",
+                        description="Jobs per second; enqueued above processed for long: a growing backlog.",
                     ),
-                    Panel(
-                        "In progress",
-                        "short",
-                        (
-                            Query(
-                                f"sum {by('queue.name')} ({selected('queue.jobs.in_progress')})",
-                                "{{job}} {{queue_name}}",
-                            ),
-                        ),
-                        "Jobs being processed now.",
-                    ),
-                    Panel(
+                    _rates(
                         "Outcomes",
                         "ops",
                         (
-                            Query(
-                                rate("queue.jobs.processed", "queue.name", "outcome"),
-                                "{{queue_name}} {{outcome}}",
-                            ),
+                            rate("queue.jobs.processed", "queue.name", "outcome"),
+                            _legend("queue.name", "outcome"),
                         ),
-                        "Finished jobs per second by outcome.",
+                        stacked=True,
+                    ),
+                    _rates(
+                        "Retries, dead letters, replays",
+                        "short",
+                        (
+                            _increase("queue.jobs.retried", "queue.name"),
+                            _legend("queue.name", prefix="retried"),
+                        ),
+                        (
+                            _increase("queue.jobs.dead_lettered", "queue.name", "reason"),
+                            _legend("queue.name", "reason", prefix="dead-lettered"),
+                        ),
+                        (
+                            _increase("queue.jobs.replayed", "queue.name"),
+                            _legend("queue.name", prefix="replayed"),
+                        ),
+                        description="Jobs retried, dead-lettered (by reason) and replayed in the window.",
+                    ),
+                ),
+            ),
+            Row(
+                "Workers",
+                (
+                    _rates(
+                        "Jobs in progress",
+                        "short",
+                        (_gauge("queue.jobs.in_progress", "queue.name"), _legend("queue.name")),
+                    ),
+                    _rates(
+                        "Workers by state",
+                        "short",
+                        (_gauge("queue.workers", "queue.name", "state"), _legend("queue.name", "state")),
+                        description="Workers busy with a job (active) or waiting for one (idle).",
                         stacked=True,
                     ),
                 ),
             ),
-            Row("Job time", (_latency("Job duration", "queue.job.duration", "queue.name"),)),
+            Row(
+                "Time",
+                (
+                    _latency("Wait time", "queue.job.wait_time", "queue.name"),
+                    _latency("Job duration", "queue.job.duration", "queue.name"),
+                ),
+            ),
         ),
     )
 
 
 def caches() -> Board:
     """Cache hit ratio, lookups, evictions and size; dedup duplicate ratio."""
+    hits, misses = rate("cache.hits", "cache.name"), rate("cache.misses", "cache.name")
     return Board(
         "caches",
         "otel_pipeline / Caches and dedup",
@@ -153,81 +276,52 @@ def caches() -> Board:
             Row(
                 "Caches",
                 (
-                    Panel(
+                    _rates(
                         "Hit ratio",
                         "percentunit",
+                        (share(hits, f"({hits} + {misses})"), _legend("cache.name")),
                         (
-                            Query(
-                                f"{rate('cache.hits', 'cache.name')} / ({rate('cache.hits', 'cache.name')}"
-                                f" + {rate('cache.misses', 'cache.name')})",
-                                "{{job}} {{cache_name}}",
-                            ),
-                            Query(
-                                f"avg {by('cache.name')} ({selected('cache.hit_ratio')})",
-                                "since start {{job}} {{cache_name}}",
-                            ),
+                            _gauge("cache.hit_ratio", "cache.name", aggregation="avg"),
+                            _legend("cache.name", prefix="since start"),
                         ),
-                        "Hits over lookups in the window, and the process's ratio since it started.",
+                        description="Hits over lookups in the window; the process's ratio since it started.",
                     ),
-                    Panel(
+                    _rates(
                         "Lookups and evictions",
                         "ops",
-                        (
-                            Query(rate("cache.hits", "cache.name"), "hits {{cache_name}}"),
-                            Query(rate("cache.misses", "cache.name"), "misses {{cache_name}}"),
-                            Query(rate("cache.evictions", "cache.name"), "evictions {{cache_name}}"),
-                        ),
+                        (hits, _legend("cache.name", prefix="hits")),
+                        (misses, _legend("cache.name", prefix="misses")),
+                        (rate("cache.evictions", "cache.name"), _legend("cache.name", prefix="evictions")),
                     ),
-                    Panel(
+                    _rates(
                         "Entries",
                         "short",
-                        (
-                            Query(
-                                f"sum {by('cache.name')} ({selected('cache.entries')})",
-                                "entries {{cache_name}}",
-                            ),
-                            Query(
-                                f"sum {by('cache.name')} ({selected('cache.entries.limit')})",
-                                "limit {{cache_name}}",
-                            ),
-                        ),
+                        (_gauge("cache.entries", "cache.name"), _legend("cache.name", prefix="entries")),
+                        (_gauge("cache.entries.limit", "cache.name"), _legend("cache.name", prefix="limit")),
                     ),
-                    Panel(
-                        "Size",
-                        "bytes",
-                        (
-                            Query(
-                                f"sum {by('cache.name')} ({selected('cache.size')})", "{{job}} {{cache_name}}"
-                            ),
-                        ),
-                    ),
+                    _rates("Size", "bytes", (_gauge("cache.size", "cache.name"), _legend("cache.name"))),
                 ),
             ),
             Row(
                 "Dedup",
                 (
-                    Panel(
+                    _rates(
                         "Duplicate ratio",
                         "percentunit",
                         (
-                            Query(
-                                f"{rate('dedup.duplicates', 'dedup.name')}"
-                                f" / {rate('dedup.checks', 'dedup.name')}",
-                                "{{job}} {{dedup_name}}",
-                            ),
-                            Query(
-                                f"avg {by('dedup.name')} ({selected('dedup.duplicate_ratio')})",
-                                "since start {{job}} {{dedup_name}}",
-                            ),
+                            share(rate("dedup.duplicates", "dedup.name"), rate("dedup.checks", "dedup.name")),
+                            _legend("dedup.name"),
+                        ),
+                        (
+                            _gauge("dedup.duplicate_ratio", "dedup.name", aggregation="avg"),
+                            _legend("dedup.name", prefix="since start"),
                         ),
                     ),
-                    Panel(
+                    _rates(
                         "Checks and duplicates",
                         "ops",
-                        (
-                            Query(rate("dedup.checks", "dedup.name"), "checks {{dedup_name}}"),
-                            Query(rate("dedup.duplicates", "dedup.name"), "duplicates {{dedup_name}}"),
-                        ),
+                        (rate("dedup.checks", "dedup.name"), _legend("dedup.name", prefix="checks")),
+                        (rate("dedup.duplicates", "dedup.name"), _legend("dedup.name", prefix="duplicates")),
                     ),
                 ),
             ),
@@ -245,41 +339,30 @@ def checkpoints() -> Board:
             Row(
                 "Checkpoints",
                 (
-                    Panel(
+                    _rates(
                         "Age of last successful save",
                         "s",
                         (
-                            Query(
-                                f"time() - max {by('checkpoint.name')} "
-                                f"({selected('checkpoint.last_success.timestamp')})",
-                                "{{job}} {{checkpoint_name}}",
-                            ),
+                            _age("checkpoint.last_success.timestamp", "checkpoint.name"),
+                            _legend("checkpoint.name"),
                         ),
-                        "Seconds since each checkpoint was last saved successfully.",
+                        description="Seconds since each checkpoint was last saved successfully.",
                     ),
-                    Panel(
+                    _rates(
                         "Saves",
                         "ops",
                         (
-                            Query(
-                                rate("checkpoint.saves", "checkpoint.name", "outcome"),
-                                "{{checkpoint_name}} {{outcome}}",
-                            ),
+                            rate("checkpoint.saves", "checkpoint.name", "outcome"),
+                            _legend("checkpoint.name", "outcome"),
                         ),
                         stacked=True,
                     ),
                     _latency("Save duration", "checkpoint.save.duration", "checkpoint.name"),
-                    Panel(
+                    _rates(
                         "Recoveries",
                         "short",
-                        (
-                            Query(
-                                f"sum {by('checkpoint.name')} "
-                                f"(increase({selected('checkpoint.recoveries')}[{RATE_WINDOW}]))",
-                                "{{job}} {{checkpoint_name}}",
-                            ),
-                        ),
-                        "Times work resumed from the checkpoint in the window.",
+                        (_increase("checkpoint.recoveries", "checkpoint.name"), _legend("checkpoint.name")),
+                        description="Times work resumed from the checkpoint in the window.",
                     ),
                 ),
             ),
@@ -289,6 +372,7 @@ def checkpoints() -> Board:
 
 def pipelines() -> Board:
     """Pipeline runs and stages: duration, throughput, failures."""
+    stage = ("pipeline.name", "pipeline.stage")
     return Board(
         "pipelines",
         "otel_pipeline / Pipelines and stages",
@@ -297,33 +381,26 @@ def pipelines() -> Board:
             Row(
                 "Runs",
                 (
-                    Panel(
+                    _rates(
                         "Runs",
                         "ops",
                         (
-                            Query(
-                                rate("pipeline.runs.started", "pipeline.name"), "started {{pipeline_name}}"
-                            ),
-                            Query(
-                                rate("pipeline.runs.finished", "pipeline.name", "outcome"),
-                                "{{outcome}} {{pipeline_name}}",
-                            ),
+                            rate("pipeline.runs.started", "pipeline.name"),
+                            _legend("pipeline.name", prefix="started"),
+                        ),
+                        (
+                            rate("pipeline.runs.finished", "pipeline.name", "outcome"),
+                            _legend("pipeline.name", "outcome"),
                         ),
                     ),
-                    Panel(
+                    _rates(
                         "Active",
                         "short",
                         (
-                            Query(
-                                f"sum {by('pipeline.name')} ({selected('pipeline.runs.active')})",
-                                "runs {{pipeline_name}}",
-                            ),
-                            Query(
-                                f"sum {by('pipeline.name', 'pipeline.stage')} "
-                                f"({selected('pipeline.stages.active')})",
-                                "stage {{pipeline_name}}/{{pipeline_stage}}",
-                            ),
+                            _gauge("pipeline.runs.active", "pipeline.name"),
+                            _legend("pipeline.name", prefix="runs"),
                         ),
+                        (_gauge("pipeline.stages.active", *stage), _legend(*stage, prefix="stage")),
                     ),
                     _latency("Run duration", "pipeline.run.duration", "pipeline.name"),
                 ),
@@ -331,44 +408,24 @@ def pipelines() -> Board:
             Row(
                 "Stages",
                 (
-                    Panel(
+                    _rates(
                         "Stage throughput",
                         "ops",
-                        (
-                            Query(
-                                rate("pipeline.stage.items", "pipeline.name", "pipeline.stage"),
-                                "{{pipeline_name}}/{{pipeline_stage}}",
-                            ),
-                        ),
-                        "Items processed per second by each stage.",
+                        (rate("pipeline.stage.items", *stage), _legend(*stage)),
+                        description="Items processed per second by each stage.",
                     ),
-                    Panel(
+                    _rates(
                         "Stage failure ratio",
                         "percentunit",
-                        (
-                            Query(
-                                failure_ratio("pipeline.stages.finished", "pipeline.name", "pipeline.stage"),
-                                "{{pipeline_name}}/{{pipeline_stage}}",
-                            ),
-                        ),
+                        (failure_ratio("pipeline.stages.finished", *stage), _legend(*stage)),
                     ),
-                    Panel(
+                    _rates(
                         "Stages started vs finished",
                         "ops",
-                        (
-                            Query(
-                                rate("pipeline.stages.started", "pipeline.name", "pipeline.stage"),
-                                "started {{pipeline_name}}/{{pipeline_stage}}",
-                            ),
-                            Query(
-                                rate(
-                                    "pipeline.stages.finished", "pipeline.name", "pipeline.stage", "outcome"
-                                ),
-                                "{{outcome}} {{pipeline_name}}/{{pipeline_stage}}",
-                            ),
-                        ),
+                        (rate("pipeline.stages.started", *stage), _legend(*stage, prefix="started")),
+                        (rate("pipeline.stages.finished", *stage, "outcome"), _legend(*stage, "outcome")),
                     ),
-                    _latency("Stage duration", "pipeline.stage.duration", "pipeline.name", "pipeline.stage"),
+                    _latency("Stage duration", "pipeline.stage.duration", *stage),
                 ),
             ),
         ),
@@ -376,12 +433,17 @@ def pipelines() -> Board:
 
 
 def resilience() -> Board:
-    """Circuit breakers."""
-    state = selected("circuit_breaker.state")
+    """Circuit breakers, connection pools, HTTP server and client RED, health checks and refreshes."""
+    pool = "db.client.connection.pool.name"
+    server, client = "http.server.request.duration", "http.client.request.duration"
+    server_all = rate(server, suffix="_count")
+    server_5xx = rate(server, matchers='http_response_status_code=~"5.."', suffix="_count")
+    client_all = rate(client, "server.address", suffix="_count")
+    client_errors = rate(client, "server.address", matchers='error_type!=""', suffix="_count")
     return Board(
         "resilience",
         "otel_pipeline / Resilience",
-        "Circuit breaker states and calls.",
+        "Circuit breakers, connection pools, HTTP requests served and made, health checks and refresh jobs.",
         (
             Row(
                 "Circuit breakers",
@@ -389,51 +451,171 @@ def resilience() -> Board:
                     Panel(
                         "Breakers open",
                         "short",
-                        (Query(f"sum by (job) ({state} == bool 1)", "{{job}}"),),
+                        (Query(f"sum by (job) ({selected('circuit_breaker.state')} == bool 1)", "{{job}}"),),
                         "Breakers in the open state now.",
                         kind="stat",
                         width=6,
                     ),
-                    Panel(
+                    _rates(
                         "State",
                         "short",
                         (
-                            Query(
-                                f"max {by('circuit_breaker.name')} ({state})",
-                                "{{job}} {{circuit_breaker_name}}",
-                            ),
+                            _gauge("circuit_breaker.state", "circuit_breaker.name", aggregation="max"),
+                            _legend("circuit_breaker.name"),
                         ),
-                        "0 closed, 1 open, 2 half-open.",
+                        description="0 closed, 1 open, 2 half-open.",
                         width=18,
                     ),
-                    Panel(
+                    _rates(
                         "Calls",
                         "ops",
                         (
-                            Query(
-                                rate("circuit_breaker.calls", "circuit_breaker.name", "outcome"),
-                                "{{circuit_breaker_name}} {{outcome}}",
-                            ),
+                            rate("circuit_breaker.calls", "circuit_breaker.name", "outcome"),
+                            _legend("circuit_breaker.name", "outcome"),
                         ),
-                        "Calls through each breaker by outcome (rejected: refused while open).",
+                        description="Calls through each breaker by outcome (rejected: refused while open).",
                         stacked=True,
                     ),
-                    Panel(
+                    _rates(
                         "Trips and transitions",
                         "short",
                         (
-                            Query(
-                                f"sum {by('circuit_breaker.name')} "
-                                f"(increase({selected('circuit_breaker.trips')}[{RATE_WINDOW}]))",
-                                "trips {{circuit_breaker_name}}",
+                            _increase("circuit_breaker.trips", "circuit_breaker.name"),
+                            _legend("circuit_breaker.name", prefix="trips"),
+                        ),
+                        (
+                            _increase(
+                                "circuit_breaker.transitions",
+                                "circuit_breaker.name",
+                                "circuit_breaker.state.to",
                             ),
-                            Query(
-                                f"sum {by('circuit_breaker.name', 'circuit_breaker.state.to')} "
-                                f"(increase({selected('circuit_breaker.transitions')}[{RATE_WINDOW}]))",
-                                "to {{circuit_breaker_state_to}} {{circuit_breaker_name}}",
-                            ),
+                            _legend("circuit_breaker.name", "circuit_breaker.state.to", prefix="to"),
                         ),
                     ),
+                ),
+            ),
+            Row(
+                "Connection pools",
+                (
+                    _rates(
+                        "Utilization",
+                        "percentunit",
+                        (_gauge("connection_pool.utilization", pool, aggregation="max"), _legend(pool)),
+                        description="Connections in use over the pool's maximum.",
+                    ),
+                    _rates(
+                        "Connections",
+                        "short",
+                        (
+                            _gauge("db.client.connection.count", pool, "db.client.connection.state"),
+                            _legend(pool, "db.client.connection.state"),
+                        ),
+                        (_gauge("db.client.connection.max", pool), _legend(pool, prefix="max")),
+                    ),
+                    _rates(
+                        "Waiting and timeouts",
+                        "short",
+                        (
+                            _gauge("db.client.connection.pending_requests", pool),
+                            _legend(pool, prefix="waiting"),
+                        ),
+                        (_increase("db.client.connection.timeouts", pool), _legend(pool, prefix="timeouts")),
+                        description="Requests waiting for a connection now; waits that timed out.",
+                    ),
+                    _latency("Wait for a connection", "db.client.connection.wait_time", pool),
+                    _latency("Connection use time", "db.client.connection.use_time", pool),
+                ),
+            ),
+            Row(
+                "HTTP server",
+                (
+                    _rates(
+                        "Requests",
+                        "reqps",
+                        (
+                            rate(server, "http.route", "http.response.status_code", suffix="_count"),
+                            _legend("http.route", "http.response.status_code"),
+                        ),
+                    ),
+                    _rates(
+                        "5xx ratio",
+                        "percentunit",
+                        (share(server_5xx, server_all), "{{job}}"),
+                        description="Share of requests answered with a 5xx status.",
+                    ),
+                    _latency("Request duration", server, "http.route"),
+                    _rates(
+                        "Active requests",
+                        "short",
+                        (_gauge("http.server.active_requests"), "{{job}}"),
+                    ),
+                ),
+            ),
+            Row(
+                "HTTP client",
+                (
+                    _rates(
+                        "Requests",
+                        "reqps",
+                        (
+                            rate(client, "server.address", "http.response.status_code", suffix="_count"),
+                            _legend("server.address", "http.response.status_code"),
+                        ),
+                    ),
+                    _rates(
+                        "Error ratio",
+                        "percentunit",
+                        (share(client_errors, client_all), _legend("server.address")),
+                        description="Share of failed requests (error.type set: error status or no response).",
+                    ),
+                    _latency("Request duration", client, "server.address"),
+                ),
+            ),
+            Row(
+                "Health checks and refresh jobs",
+                (
+                    _rates(
+                        "Target status",
+                        "short",
+                        (
+                            _gauge("health.target.status", "health.target.name", aggregation="max"),
+                            _legend("health.target.name"),
+                        ),
+                        description="0 unknown, 1 healthy, 2 degraded, 3 unhealthy.",
+                    ),
+                    _rates(
+                        "Probes",
+                        "ops",
+                        (
+                            rate("health.target.probes", "health.target.name", "outcome"),
+                            _legend("health.target.name", "outcome"),
+                        ),
+                        (
+                            _gauge("health.target.success_rate", "health.target.name", aggregation="avg"),
+                            _legend("health.target.name", prefix="success rate"),
+                        ),
+                        (
+                            _gauge(
+                                "health.target.consecutive_failures", "health.target.name", aggregation="max"
+                            ),
+                            _legend("health.target.name", prefix="consecutive failures"),
+                        ),
+                    ),
+                    _rates(
+                        "Refresh age and interval",
+                        "s",
+                        (_age("refresh.last_success", "refresh.name"), _legend("refresh.name", prefix="age")),
+                        (
+                            _gauge("refresh.interval", "refresh.name", aggregation="max"),
+                            _legend("refresh.name", prefix="interval"),
+                        ),
+                        (
+                            _gauge("refresh.in_progress", "refresh.name"),
+                            _legend("refresh.name", prefix="in progress"),
+                        ),
+                        description="Seconds since each refresh job last succeeded; how often it should run.",
+                    ),
+                    _latency("Refresh duration", "refresh.duration", "refresh.name"),
                 ),
             ),
         ),
@@ -441,7 +623,8 @@ def resilience() -> Board:
 
 
 def resources() -> Board:
-    """Process CPU, memory, threads, file descriptors and disk I/O."""
+    """Process CPU, memory, threads, file descriptors, disk I/O; the cost of /stats."""
+    process = ("instance",)
 
     def gauge(name: str) -> str:
         return f"sum by (job, instance) ({selected(name)})"
@@ -454,50 +637,55 @@ def resources() -> Board:
             Row(
                 "Process",
                 (
-                    Panel(
+                    _rates(
                         "CPU utilization",
                         "percentunit",
-                        (Query(gauge("process.cpu.utilization"), "{{job}} {{instance}}"),),
-                        "Share of one core used by the process.",
+                        (gauge("process.cpu.utilization"), "{{job}} {{instance}}"),
+                        description="Share of one core used by the process.",
                     ),
-                    Panel(
+                    _rates(
                         "CPU time by mode",
                         "percentunit",
                         (
-                            Query(
-                                f"sum by (job, instance, cpu_mode) "
-                                f"(rate({selected('process.cpu.time')}[{RATE_WINDOW}]))",
-                                "{{instance}} {{cpu_mode}}",
-                            ),
+                            rate("process.cpu.time", "instance", "cpu.mode"),
+                            "{{instance}} {{cpu_mode}}",
                         ),
                         stacked=True,
                     ),
-                    Panel(
+                    _rates(
                         "Memory",
                         "bytes",
-                        (
-                            Query(gauge("process.memory.usage"), "resident {{instance}}"),
-                            Query(gauge("process.memory.virtual"), "virtual {{instance}}"),
-                        ),
+                        (gauge("process.memory.usage"), "resident {{instance}}"),
+                        (gauge("process.memory.virtual"), "virtual {{instance}}"),
                     ),
-                    Panel(
+                    _rates(
                         "Threads and file descriptors",
                         "short",
-                        (
-                            Query(gauge("process.thread.count"), "threads {{instance}}"),
-                            Query(gauge("process.unix.file_descriptor.count"), "fds {{instance}}"),
-                        ),
+                        (gauge("process.thread.count"), "threads {{instance}}"),
+                        (gauge("process.unix.file_descriptor.count"), "fds {{instance}}"),
                     ),
-                    Panel(
+                    _rates(
                         "Disk I/O",
                         "Bps",
                         (
-                            Query(
-                                f"sum by (job, instance, disk_io_direction) "
-                                f"(rate({selected('process.disk.io')}[{RATE_WINDOW}]))",
-                                "{{instance}} {{disk_io_direction}}",
-                            ),
+                            rate("process.disk.io", "instance", "disk.io.direction"),
+                            "{{instance}} {{disk_io_direction}}",
                         ),
+                    ),
+                ),
+            ),
+            Row(
+                "Instrumentation",
+                (
+                    _latency("/stats collection time", "stats.collection.duration", *process),
+                    _rates(
+                        "Stats collectors",
+                        "ops",
+                        (
+                            rate("stats.collector.runs", "stats.collector.name", "outcome"),
+                            _legend("stats.collector.name", "outcome"),
+                        ),
+                        description="Runs of the registered /stats collectors, by outcome.",
                     ),
                 ),
             ),

@@ -30,6 +30,7 @@ __all__ = [
     "metric",
     "rate",
     "selected",
+    "share",
     "spec",
     "used_metrics",
 ]
@@ -106,9 +107,10 @@ def rate(
     matchers: str = "",
     window: str = RATE_WINDOW,
     selector: str = DASHBOARD_SELECTOR,
+    suffix: str = "",
 ) -> str:
-    """Per-second rate of a counter, summed by job and ``attributes``."""
-    inner = selected(name, matchers, selector=selector)
+    """Per-second rate of a counter (or of a histogram's ``_count``), summed by job and ``attributes``."""
+    inner = selected(name, matchers, suffix, selector)
     return f"sum {by(*attributes)} (rate({inner}[{window}]))"
 
 
@@ -128,7 +130,16 @@ def failure_ratio(
     """
     everything = rate(name, *attributes, window=window, selector=selector)
     success = rate(name, *attributes, matchers='outcome="success"', window=window, selector=selector)
-    return f"1 - (({success} or {everything} * 0) / {everything})"
+    return f"1 - {share(success, everything)}"
+
+
+def share(part: str, whole: str) -> str:
+    """``part / whole`` where a missing ``part`` series counts as 0 (so the share is 0, not absent).
+
+    >>> share("a", "b")
+    '((a or b * 0) / b)'
+    """
+    return f"(({part} or {whole} * 0) / {whole})"
 
 
 def histogram_quantile(
