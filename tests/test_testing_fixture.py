@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
@@ -11,6 +16,7 @@ import otel_pipeline as op
 import otel_pipeline.testing
 from otel_pipeline._internal import runtime
 from otel_pipeline.testing import Capture
+from tests.support.docs import python_blocks
 from tests.support.points import find_point
 
 EMAILS = {"queue.name": "emails"}
@@ -132,3 +138,34 @@ def test_capture_with_sampling_off_records_metrics_but_no_spans() -> None:
 def test_capture_rejects_bad_options() -> None:
     with pytest.raises(ValueError, match=r"instrument_mode='fast' is not valid"):
         Capture(instrument_mode="fast")
+
+
+TESTING_EXAMPLES = python_blocks("testing.md")
+
+
+@pytest.mark.parametrize(
+    "example", TESTING_EXAMPLES, ids=[f"example{i}" for i, _ in enumerate(TESTING_EXAMPLES)]
+)
+def test_testing_doc_examples_run(example: str, tmp_path: Path) -> None:
+    (tmp_path / "test_example.py").write_text(example)
+    is_test = "def test_" in example
+    command = (
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"]
+        if is_test
+        else ["test_example.py"]
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    if is_test:
+        summary = done.stdout.strip().splitlines()[-1]
+        assert " passed" in summary
+        assert "failed" not in summary
