@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from time import time
 from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
@@ -224,6 +224,7 @@ class _Worker(Operation):
     def begin(self) -> None:
         _WORKERS.set((*_WORKERS.get(), _Slot(self._hook, self._state)))
         self._state.idle.add(1)
+        self._state.active.add(0)  # both states are reported once there is a worker
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
         slots = _WORKERS.get()
@@ -519,7 +520,7 @@ def _waited(enqueued_at: object) -> float | None:
         return None
     check_count("enqueued_at", enqueued_at)
     assert isinstance(enqueued_at, (int, float))
-    return max(0.0, time.time() - enqueued_at)
+    return max(0.0, time() - enqueued_at)
 
 
 def _observer(what: str, function: object) -> Callable[[], float | None] | None:

@@ -1,0 +1,442 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+import otel_pipeline as op
+from otel_pipeline._internal import runtime
+from otel_pipeline._internal import timed as timed_module
+from otel_pipeline._internal.timed import Timed, TimedScope
+from otel_pipeline.hooks import queue as queue_module
+from otel_pipeline.testing import Capture
+from tests.hooks import FakeClock, buckets
+
+MODES = ["core", "sdk"]
+EMAILS = {"queue.name": "emails"}
+OK = {**EMAILS, "outcome": "success"}
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(timed_module, "perf_counter", fake)
+    return fake
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock ``enqueued_at`` values are compared with (``time.time()`` in the queue hook)."""
+    fake = FakeClock(1_700_000_000.0)
+    monkeypatch.setattr(queue_module, "time", fake)
+    return fake
+
+
+@pytest.fixture(params=MODES)
+def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    with Capture(instrument_mode=request.param) as captured:
+        yield captured
+
+
+@pytest.fixture
+def emails() -> Iterator[queue_module.Queue]:
+    """The "emails" queue, with no observer or capacity left behind for other tests."""
+    hook = op.queue("emails")
+    yield hook
+    hook.observe_depth(None)
+    hook.observe_dead_letter_depth(None)
+    hook.set_capacity(None)
+
+
+def work(scope: TimedScope, clock: FakeClock, seconds: float, error: Exception | None = None) -> None:
+    with scope:
+        clock.advance(seconds)
+        if error is not None:
+            raise error
+
+
+def test_jobs_enqueued_processed_by_outcome_and_timed(
+    capture: Capture, clock: FakeClock, emails: queue_module.Queue
+) -> None:
+    emails.enqueued(3)
+    with emails.processing():
+        clock.advance(0.0625)
+        assert capture.value("queue.jobs.in_progress", EMAILS) == 1
+    work(emails.processing(), clock, 0.5)
+    with pytest.raises(KeyError):
+        work(emails.processing(), clock, 2.0, KeyError("boom"))
+
+    assert capture.value("queue.jobs.enqueued", EMAILS) == 3
+    assert capture.value("queue.jobs.processed", OK) == 2
+    failure = {**EMAILS, "outcome": "failure", "error.type": "KeyError"}
+    assert capture.value("queue.jobs.processed", failure) == 1
+    ok = capture.point("queue.job.duration", OK)
+    assert (ok.count, ok.sum, ok.bucket_counts) == (2, 0.5625, buckets(0.0625, 0.5))
+    bad = capture.point("queue.job.duration", failure)
+    assert (bad.count, bad.sum, bad.bucket_counts) == (1, 2.0, buckets(2.0))
+    assert capture.value("queue.jobs.in_progress", EMAILS) == 0
+    assert capture.value("queue.depth", EMAILS) == 0
+
+
+def test_every_metric_has_a_unit_and_description(capture: Capture, emails: queue_module.Queue) -> None:
+    emails.set_capacity(10)
+    emails.enqueued(priority="high")
+    emails.dequeued(enqueued_at=0.0)
+    emails.retried()
+    emails.dead_lettered(reason="poison")
+    emails.replayed()
+    with emails.worker(), emails.processing():
+        pass
+    units = {name: metric.unit for name, metric in capture.metrics().items() if name.startswith("queue.")}
+    assert units == {
+        "queue.jobs.enqueued": "{job}",
+        "queue.jobs.dequeued": "{job}",
+        "queue.jobs.processed": "{job}",
+        "queue.jobs.in_progress": "{job}",
+        "queue.job.duration": "s",
+        "queue.job.wait_time": "s",
+        "queue.jobs.retried": "{job}",
+        "queue.jobs.dead_lettered": "{job}",
+        "queue.jobs.replayed": "{job}",
+        "queue.depth": "{job}",
+        "queue.dead_letter.depth": "{job}",
+        "queue.utilization": "1",
+        "queue.workers": "{worker}",
+    }
+    assert all(capture.metric(name).description for name in units)
+
+
+def test_wait_time_from_the_enqueue_time(
+    capture: Capture, wall: FakeClock, emails: queue_module.Queue
+) -> None:
+    with emails.processing(enqueued_at=wall.now - 0.25):
+        pass
+    emails.dequeued(enqueued_at=wall.now - 3.0)
+    with emails.processing(enqueued_at=wall.now + 5.0):  # a producer's clock ahead of ours: 0, not < 0
+        pass
+    wait = capture.point("queue.job.wait_time", EMAILS)
+    assert (wait.count, wait.sum, wait.min, wait.max) == (3, 3.25, 0.0, 3.0)
+    assert wait.bucket_counts == buckets(0.25, 3.0, 0.0)
+
+
+def test_priority_is_an_attribute_of_job_metrics(capture: Capture, clock: FakeClock, wall: FakeClock) -> None:
+    q = op.queue("emails")
+    q.enqueued(2, priority="high")
+    q.enqueued(priority=1)
+    work(q.processing(priority="high", enqueued_at=wall.now - 0.5), clock, 0.25)
+    work(q.processing(priority=1), clock, 0.125)
+    q.dequeued(priority="high")
+
+    high, one = {**EMAILS, "priority": "high"}, {**EMAILS, "priority": "1"}
+    assert capture.value("queue.jobs.enqueued", high) == 2
+    assert capture.value("queue.jobs.enqueued", one) == 1
+    assert capture.value("queue.jobs.processed", {**high, "outcome": "success"}) == 1
+    assert capture.point("queue.job.duration", {**one, "outcome": "success"}).sum == 0.125
+    assert capture.point("queue.job.wait_time", high).sum == 0.5
+    assert capture.value("queue.jobs.in_progress", high) == 0
+    assert capture.value("queue.jobs.dequeued", high) == 1
+    (span, _) = capture.spans("queue.process emails")
+    assert dict(span.attributes or {}) == high
+
+
+def test_tracked_depth_follows_enqueue_retry_replay_dequeue_and_start(
+    capture: Capture, emails: queue_module.Queue
+) -> None:
+    with emails.processing():  # before anything was enqueued: no depth reported
+        pass
+    assert "queue.depth" not in capture.metrics()
+    emails.enqueued(5)  # 5 - 1 started earlier
+    assert capture.value("queue.depth", EMAILS) == 4
+    with emails.processing():
+        pass
+    emails.dequeued(2)
+    assert capture.value("queue.depth", EMAILS) == 1
+    emails.retried()  # requeued: +1
+    emails.retried(2, requeued=False)  # retried in place: no change
+    assert capture.value("queue.depth", EMAILS) == 2
+    assert capture.value("queue.jobs.retried", EMAILS) == 3
+    emails.dequeued(10)
+    assert capture.value("queue.depth", EMAILS) == 0  # never below zero
+
+
+def test_dead_letters_by_reason_depth_and_replays(capture: Capture, emails: queue_module.Queue) -> None:
+    emails.dead_lettered(reason="max_attempts")
+    emails.dead_lettered(2, reason="poison")
+    emails.dead_lettered()
+    assert capture.value("queue.dead_letter.depth", EMAILS) == 4
+    emails.replayed(3)
+    assert capture.value("queue.jobs.dead_lettered", {**EMAILS, "reason": "max_attempts"}) == 1
+    assert capture.value("queue.jobs.dead_lettered", {**EMAILS, "reason": "poison"}) == 2
+    assert capture.value("queue.jobs.dead_lettered", {**EMAILS, "reason": "unknown"}) == 1
+    assert capture.value("queue.jobs.replayed", EMAILS) == 3
+    assert capture.value("queue.dead_letter.depth", EMAILS) == 1
+    assert capture.value("queue.depth", EMAILS) == 3  # replayed jobs are back on the queue
+
+
+def test_too_many_reasons_or_priorities_fold_into_other(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(queue_module, "_MAX_VALUES", 2)
+    q = op.queue("noisy")
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        for reason in ["a", "b", "c", "d", "a"]:
+            q.dead_lettered(reason=reason)
+        for priority in ["p1", "p2", "p3", "p4"]:
+            q.enqueued(priority=priority)
+    reasons = {p.attributes["reason"]: p.value for p in capture.points("queue.jobs.dead_lettered")}
+    assert reasons == {"a": 2, "b": 1, "_OTHER": 2}
+    priorities = {p.attributes.get("priority"): p.value for p in capture.points("queue.jobs.enqueued")}
+    assert priorities == {"p1": 1, "p2": 1, "_OTHER": 2}
+    noisy = "otel_pipeline: queue 'noisy' has more than 2 "
+    assert [r.getMessage() for r in caplog.records] == [
+        noisy + "dead-letter reasons; the rest are recorded as _OTHER",
+        noisy + "priorities; the rest are recorded as _OTHER",
+    ]
+
+
+def test_observed_depths_take_precedence(
+    capture: Capture, emails: queue_module.Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    backlog = [1, 2, 3, 4, 5, 6, 7]
+    emails.enqueued(2)
+    emails.observe_depth(lambda: len(backlog))
+    emails.observe_dead_letter_depth(lambda: 2)
+    assert capture.value("queue.depth", EMAILS) == 7
+    assert capture.value("queue.dead_letter.depth", EMAILS) == 2
+    emails.observe_depth(lambda: None)  # no value now
+    assert "queue.depth" not in capture.metrics()
+    emails.observe_depth(None)  # tracked again
+    assert capture.value("queue.depth", EMAILS) == 2
+
+    def broken() -> int:
+        raise OSError("broker unreachable")
+
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        emails.observe_depth(broken)
+        capture.collect()
+        capture.collect()
+        emails.observe_dead_letter_depth(lambda: -1)
+        capture.collect()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "otel_pipeline: queue 'emails': the depth function raised; skipped",
+        "otel_pipeline: queue 'emails': the dead-letter depth function returned -1, not a number >= 0; "
+        "skipped",
+    ]
+
+
+def test_utilization_is_depth_over_capacity(capture: Capture, emails: queue_module.Queue) -> None:
+    emails.enqueued(3)
+    assert "queue.utilization" not in capture.metrics()  # no capacity given
+    assert op.queue("emails", capacity=12) is emails
+    assert emails.capacity == 12
+    assert capture.value("queue.utilization", EMAILS) == 0.25
+    emails.observe_depth(lambda: 6)
+    assert capture.value("queue.utilization", EMAILS) == 0.5
+
+
+def test_workers_active_and_idle(capture: Capture, emails: queue_module.Queue) -> None:
+    idle, active = {**EMAILS, "state": "idle"}, {**EMAILS, "state": "active"}
+
+    def workers() -> tuple[Any, Any]:
+        return capture.value("queue.workers", idle), capture.value("queue.workers", active)
+
+    with emails.worker():
+        assert workers() == (1, 0)
+        with emails.processing():
+            assert workers() == (0, 1)
+            with emails.processing():  # still one busy worker
+                assert workers() == (0, 1)
+            assert workers() == (0, 1)
+        assert workers() == (1, 0)
+        with emails.worker():
+            assert workers() == (2, 0)
+            with emails.processing():
+                assert workers() == (1, 1)
+        assert workers() == (1, 0)
+    assert workers() == (0, 0)
+    with emails.processing():  # outside a worker: workers untouched
+        assert workers() == (0, 0)
+
+
+async def test_async_workers_in_tasks(capture: Capture, emails: queue_module.Queue) -> None:
+    jobs: asyncio.Queue[int] = asyncio.Queue()
+    started = asyncio.Semaphore(0)
+    release = asyncio.Event()
+
+    def workers() -> tuple[Any, Any]:
+        return tuple(
+            capture.value("queue.workers", {**EMAILS, "state": state}) for state in ("idle", "active")
+        )
+
+    @emails.worker()
+    async def consumer() -> None:
+        while True:
+            job = await jobs.get()
+            if job < 0:
+                return
+            async with emails.processing(job_id=job):
+                started.release()
+                await release.wait()
+
+    tasks = [asyncio.create_task(consumer()) for _ in range(3)]
+    for job in (1, 2):
+        await jobs.put(job)
+    await started.acquire()
+    await started.acquire()
+    assert workers() == (1, 2)
+    release.set()
+    for _ in tasks:
+        await jobs.put(-1)
+    await asyncio.gather(*tasks)
+    assert workers() == (0, 0)
+    assert capture.value("queue.jobs.processed", OK) == 2
+    job_ids = [str(dict(s.attributes or {})["queue.job.id"]) for s in capture.spans("queue.process emails")]
+    assert sorted(job_ids) == ["1", "2"]
+
+
+async def test_processing_decorates_and_async_with(capture: Capture, clock: FakeClock) -> None:
+    q = op.queue("emails")
+
+    @q.processing()
+    def send(to: str) -> str:
+        clock.advance(0.25)
+        return to
+
+    @q.processing()
+    async def send_async(to: str) -> str:
+        clock.advance(0.25)
+        return to
+
+    assert send("a") == "a"
+    assert await send_async("b") == "b"
+    async with q.processing():
+        clock.advance(0.25)
+    assert capture.point("queue.job.duration", OK).sum == 0.75
+
+
+def test_spans_with_job_id_status_and_parent(capture: Capture) -> None:
+    tracer = capture.pipeline.tracer_provider.get_tracer("test")  # type: ignore[union-attr]
+    with tracer.start_as_current_span("poll") as parent:
+        with op.queue("emails").processing(job_id="job-1"):
+            pass
+        with pytest.raises(ValueError, match="bad"), op.queue("emails").processing(job_id=2):
+            raise ValueError("bad")
+    ok, failed = capture.spans("queue.process emails")
+    assert dict(ok.attributes or {}) == {**EMAILS, "queue.job.id": "job-1"}
+    assert dict(failed.attributes or {}) == {**EMAILS, "queue.job.id": "2", "error.type": "ValueError"}
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+    for span in (ok, failed):
+        assert span.parent is not None
+        assert span.parent.span_id == parent.get_span_context().span_id
+
+
+def test_many_threads_count_exactly(capture: Capture, emails: queue_module.Queue) -> None:
+    def producer_consumer() -> None:
+        with emails.worker():
+            for _ in range(300):
+                emails.enqueued()
+                with emails.processing():
+                    pass
+
+    threads = [threading.Thread(target=producer_consumer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert capture.value("queue.jobs.enqueued", EMAILS) == 1800
+    assert capture.value("queue.jobs.processed", OK) == 1800
+    assert capture.value("queue.jobs.in_progress", EMAILS) == 0
+    assert capture.value("queue.depth", EMAILS) == 0
+    assert capture.value("queue.workers", {**EMAILS, "state": "idle"}) == 0
+    assert capture.value("queue.workers", {**EMAILS, "state": "active"}) == 0
+
+
+def test_tracked_state_survives_a_rebind_to_the_same_pipeline(
+    capture: Capture, emails: queue_module.Queue
+) -> None:
+    emails.enqueued(4)
+    runtime.install(capture.pipeline)  # a new generation, the same pipeline
+    emails.enqueued(1)
+    assert capture.value("queue.depth", EMAILS) == 5
+    assert capture.value("queue.jobs.enqueued", EMAILS) == 5
+
+
+def test_same_name_same_hook_and_series_bound_once(capture: Capture) -> None:
+    assert op.queue("emails") is op.queue("emails")
+    first, second = op.queue("emails").processing(), op.queue("emails").processing()
+    high = op.queue("emails").processing(priority="high")
+    assert isinstance(first, Timed)
+    assert isinstance(second, Timed)
+    assert isinstance(high, Timed)
+    assert first._op is second._op
+    assert high._op is not first._op
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: op.queue(""), ValueError, "queue name=''"),
+        (lambda: op.queue("q").enqueued(-1), ValueError, "count=-1 is not valid"),
+        (lambda: op.queue("q").enqueued("2"), TypeError, "count must be a number, got str '2'"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").enqueued(priority=True), TypeError, "priority must be a str or an int"),
+        (lambda: op.queue("q").enqueued(priority=""), ValueError, "priority=''"),
+        (lambda: op.queue("q").dequeued(enqueued_at=-5), ValueError, "enqueued_at=-5"),
+        (lambda: op.queue("q").processing(enqueued_at="now"), TypeError, "enqueued_at must be a number"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").processing(priority=1.5), TypeError, "got float 1.5"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").processing(job_id=[1]), TypeError, "job_id must be a str or an int"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").retried(-2), ValueError, "count=-2"),
+        (lambda: op.queue("q").dead_lettered(reason=""), ValueError, "reason=''"),
+        (lambda: op.queue("q").dead_lettered(reason=5), TypeError, "reason must be a str"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").replayed(float("nan")), ValueError, "count=nan"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").observe_depth(5), TypeError, "observe_depth\\(\\) needs a function"),  # type: ignore[arg-type]
+        (lambda: op.queue("q").observe_dead_letter_depth("x"), TypeError, "needs a function"),  # type: ignore[arg-type]
+        (lambda: op.queue("q", capacity=0), ValueError, "capacity=0 is not valid"),
+        (lambda: op.queue("q").set_capacity(-3), ValueError, "capacity=-3"),
+    ],
+)
+@pytest.mark.parametrize("configured", [True, False])
+def test_bad_arguments_fail_at_the_call(
+    call: Any, error: type[Exception], message: str, configured: bool
+) -> None:
+    if configured:
+        with Capture(), pytest.raises(error, match=message):
+            call()
+    else:
+        with pytest.raises(error, match=message):
+            call()
+
+
+async def test_not_configured_is_a_noop_and_decorations_record_once_configured() -> None:
+    q = op.queue("emails")
+
+    @q.processing(priority="high")
+    def send() -> str:
+        return "sent"
+
+    @q.worker()
+    async def loop() -> str:
+        return "done"
+
+    q.enqueued(2, priority="high")
+    q.dequeued(enqueued_at=0.0)
+    q.retried()
+    q.dead_lettered(reason="x")
+    q.replayed()
+    with q.processing(enqueued_at=0.0, job_id="j"):
+        pass
+    assert send() == "sent"
+    assert await loop() == "done"
+    with Capture() as capture:
+        assert send() == "sent"
+        assert (
+            capture.value("queue.jobs.processed", {**EMAILS, "priority": "high", "outcome": "success"}) == 1
+        )
+        assert "queue.depth" not in capture.metrics()
