@@ -19,11 +19,24 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
 from otel_pipeline.hooks.actions import Actions, actions
+from otel_pipeline.hooks.breaker import CircuitBreaker, circuit_breaker, instrument_pybreaker
 from otel_pipeline.hooks.cache import Cache, cache
 from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
 from otel_pipeline.hooks.dedup import Dedup, dedup
 from otel_pipeline.hooks.events import Events, events
+from otel_pipeline.hooks.health import (
+    HealthTarget,
+    RefreshJob,
+    health_target,
+    refresh_job,
+    register_collector,
+    register_health_check,
+    unregister_collector,
+    unregister_health_check,
+)
+from otel_pipeline.hooks.http import ASGIMiddleware, HttpClient, HttpRequest, WSGIMiddleware, http_client
 from otel_pipeline.hooks.pipeline import Run, Stage, StageRun, pipeline, stage
+from otel_pipeline.hooks.pool import ConnectionPool, connection_pool
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
 from otel_pipeline.hooks.stdlib_queue import instrument_queue, uninstrument_queue
@@ -32,37 +45,55 @@ from otel_pipeline.summary import print_summary, summary, write_summary
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
+    "ASGIMiddleware",
     "Actions",
     "Cache",
     "Checkpoint",
+    "CircuitBreaker",
     "Config",
+    "ConnectionPool",
     "Dedup",
     "Events",
+    "HealthTarget",
+    "HttpClient",
+    "HttpRequest",
     "LiveProgress",
     "Pipeline",
     "Queue",
+    "RefreshJob",
     "ResourceMonitor",
     "ResourceSample",
     "Run",
     "Stage",
     "StageRun",
+    "WSGIMiddleware",
     "__version__",
     "actions",
     "cache",
     "checkpoint",
+    "circuit_breaker",
     "configure",
+    "connection_pool",
     "dedup",
     "events",
+    "health_target",
+    "http_client",
+    "instrument_pybreaker",
     "instrument_queue",
     "live_progress",
     "monitor_resources",
     "pipeline",
     "print_summary",
     "queue",
+    "refresh_job",
+    "register_collector",
+    "register_health_check",
     "shutdown",
     "stage",
     "summary",
     "uninstrument_queue",
+    "unregister_collector",
+    "unregister_health_check",
     "write_summary",
 ]
 

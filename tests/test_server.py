@@ -193,6 +193,7 @@ def test_health_is_healthy_by_default() -> None:
     assert (reply.status, reply.headers["content-type"]) == (200, "application/json")
     assert json.loads(reply.body) == {
         "status": "healthy",
+        "score": 100,
         "service": "orders",
         "components": {"exporter": {"status": "healthy", "exporter": "prometheus"}},
     }

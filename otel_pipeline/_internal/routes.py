@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from otel_pipeline.server import MetricsServer, Response, json_response
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
 
-__all__ = ["HEALTH_SOURCES", "ROUTE_INSTALLERS", "install_default_routes"]
+__all__ = ["HEALTH_SOURCES", "ROUTE_INSTALLERS", "health_score", "install_default_routes"]
 
 #: Contributors to /health: each returns (component name, status, details); status is
 #: "healthy", "degraded" or "unhealthy". Later hooks (checks, breakers) register here.
@@ -34,8 +35,28 @@ def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
             components[name] = {"status": status, **details}
     worst = max((_RANK.get(c["status"], 2) for c in components.values()), default=0)
     status = next(name for name, rank in _RANK.items() if rank == worst)
-    body = {"status": status, "service": pipeline.config.service_name, "components": components}
+    body = {
+        "status": status,
+        "score": health_score(status, components),
+        "service": pipeline.config.service_name,
+        "components": components,
+    }
     return (503 if status == "unhealthy" else 200), body
+
+
+def health_score(status: str, components: dict[str, Any]) -> int:
+    """0-100, in the band of the overall status; ``h``/``u``: shares of healthy/unhealthy components.
+
+    healthy: 100; degraded: 50 + floor(39 * h), so 50-89; unhealthy: floor(49 * (1 - u)), so 0-49.
+    """
+    statuses = [str(c["status"]) for c in components.values()] or ["healthy"]
+    healthy = statuses.count("healthy") / len(statuses)
+    unhealthy = sum(_RANK.get(s, 2) == 2 for s in statuses) / len(statuses)
+    if status == "healthy":
+        return 100
+    if status == "degraded":
+        return 50 + math.floor(39 * healthy)
+    return math.floor(49 * (1 - unhealthy))
 
 
 def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: Any) -> None:

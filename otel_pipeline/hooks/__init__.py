@@ -2,11 +2,15 @@
 
 from otel_pipeline.hooks import (  # noqa: F401
     actions,
+    breaker,
     cache,
     checkpoint,
     dedup,
     events,
+    health,
+    http,
     pipeline,
+    pool,
     queue,
     resources,
     stdlib_queue,

@@ -1,0 +1,168 @@
+"""/stats, /stats/{name} and /trends: the hooks' current values (and rates) as JSON.
+
+Built from the pipeline's own collection (:meth:`Pipeline.collect`), so it shows exactly what
+the exporters see: every metric grouped by the hook that declared it (the catalogue's ``hook``
+field) and by the hook's name attribute (``queue.name``, ``circuit_breaker.name`` ... — the first
+``*.name`` attribute of the point; ``"*"`` for metrics without one). Metrics that are not in the
+catalogue (the application's own instruments) are under the hook ``"other"``. The formats are
+described in docs/hooks/health.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
+
+from otel_pipeline._internal.catalogue import all_metrics
+from otel_pipeline._internal.routes import ROUTE_INSTALLERS
+from otel_pipeline._internal.spec import MetricSpec
+from otel_pipeline._internal.trends import Totals, Trends
+from otel_pipeline.server import MetricsServer, Response, json_response
+
+if TYPE_CHECKING:
+    from otel_pipeline._internal.runtime import Pipeline
+
+__all__ = ["ALL", "group_key", "install_stats_routes", "stats_document", "totals"]
+
+#: The group of points whose metric has no name attribute.
+ALL = "*"
+OTHER = "other"
+
+
+def _metrics(data: MetricsData | None) -> Iterator[Metric]:
+    if data is None:
+        return
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            yield from scope_metrics.metrics
+
+
+def group_key(spec: MetricSpec | None, attributes: dict[str, Any]) -> str | None:
+    """The attribute that names the hook instance a point belongs to, if any."""
+    declared = spec.attributes if spec is not None else ()
+    for key in (*declared, *sorted(attributes)):
+        if key.endswith(".name") and key in attributes:
+            return key
+    return None
+
+
+def _kind(metric: Metric) -> str | None:
+    data = metric.data
+    if isinstance(data, Sum):
+        return "counter" if data.is_monotonic else "updowncounter"
+    if isinstance(data, Gauge):
+        return "gauge"
+    if isinstance(data, Histogram):
+        return "histogram"
+    return None
+
+
+def _points(data: MetricsData | None) -> Iterator[tuple[str, str, Metric, str, dict[str, Any], Any]]:
+    """(hook, group, metric, kind, remaining attributes, point) for every point collected."""
+    catalogue = {spec.name: spec for spec in all_metrics()}
+    for metric in _metrics(data):
+        kind = _kind(metric)
+        if kind is None:
+            continue
+        spec = catalogue.get(metric.name)
+        hook = spec.hook if spec is not None and spec.hook else OTHER
+        for point in metric.data.data_points:
+            attributes = dict(point.attributes or {})
+            key = group_key(spec, attributes)
+            group = ALL if key is None else str(attributes.pop(key))
+            yield hook, group, metric, kind, attributes, point
+
+
+def stats_document(data: MetricsData | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{hook: {name: {metric: entry}}}`` for every point in ``data`` (see docs/hooks/health.md)."""
+    hooks: dict[str, dict[str, dict[str, Any]]] = {}
+    for hook, group, metric, kind, attributes, point in _points(data):
+        metrics = hooks.setdefault(hook, {}).setdefault(group, {})
+        entry = metrics.get(metric.name)
+        if entry is None:
+            entry = metrics[metric.name] = {"kind": kind, "unit": metric.unit or "", "points": []}
+            if kind == "histogram":
+                entry.update(count=0, sum=0.0)
+            else:
+                entry["value"] = 0
+        if kind == "histogram":
+            entry["count"] += point.count
+            entry["sum"] += point.sum
+            entry["points"].append(
+                {
+                    "attributes": attributes,
+                    "count": point.count,
+                    "sum": point.sum,
+                    "min": point.min,
+                    "max": point.max,
+                }
+            )
+        else:
+            entry["value"] += point.value
+            entry["points"].append({"attributes": attributes, "value": point.value})
+    return hooks
+
+
+def totals(data: MetricsData | None) -> Totals:
+    """What /trends computes rates of: per (hook, name, metric), counter totals and histogram (count, sum)."""
+    found: Totals = {}
+    for hook, group, metric, kind, _, point in _points(data):
+        key = (hook, group, metric.name)
+        if kind == "counter":
+            value, _sum = found.get(key, (0.0, None))
+            found[key] = (value + point.value, None)
+        elif kind == "histogram":
+            count, total = found.get(key, (0.0, 0.0))
+            found[key] = (count + point.count, (total or 0.0) + point.sum)
+    return found
+
+
+def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
+    from otel_pipeline.hooks.health import collect_stats, collector_names
+
+    hooks = stats_document(pipeline.collect())
+    body: dict[str, Any] = {"service": pipeline.config.service_name, "time": time.time()}
+    if name is None:
+        body.update(hooks=hooks, collectors=collect_stats())
+        return 200, body
+    if name in hooks:
+        selected = {name: hooks[name]}
+    else:
+        selected = {hook: {name: groups[name]} for hook, groups in hooks.items() if name in groups}
+    collectors: dict[str, Any] = {}
+    if name == "collectors" or name in collector_names():
+        collectors = collect_stats(None if name == "collectors" else [name])
+    if not selected and not collectors:
+        return 404, {
+            "error": "not found",
+            "name": name,
+            "hooks": sorted(hooks),
+            "collectors": collector_names(),
+        }
+    body.update(hooks=selected, collectors=collectors)
+    return 200, body
+
+
+def install_stats_routes(server: MetricsServer, pipeline: Pipeline) -> None:
+    """Add /stats, /stats/{name} and /trends to ``server``; start the trends snapshotter."""
+    trends = Trends(lambda: totals(pipeline.collect()))
+
+    def stats(path: str, headers: dict[str, str]) -> Response:
+        name = path[len("/stats/") :] if path.startswith("/stats/") else ""
+        return json_response(*_stats(pipeline, name or None))
+
+    def trend(path: str, headers: dict[str, str]) -> Response:
+        body = {"service": pipeline.config.service_name, **trends.report()}
+        return json_response(200, body)
+
+    server.add_route("/stats", stats)
+    server.add_route("/stats/", stats, prefix=True)
+    server.add_route("/trends", trend)
+    trends.start()
+    pipeline.on_shutdown.append(trends.stop)
+
+
+ROUTE_INSTALLERS.append(install_stats_routes)
