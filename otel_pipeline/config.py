@@ -65,7 +65,14 @@ def _fail(option: str, value: object, allowed: str) -> ValueError:
 
 @dataclass(frozen=True)
 class Config:
-    """The resolved, validated options of one :func:`otel_pipeline.configure` call."""
+    """The resolved, validated options of one :func:`otel_pipeline.configure` call.
+
+    >>> Config.resolve({"OTEL_SERVICE_NAME": "orders"}, prometheus_port=0).service_name
+    'orders'
+    >>> Config.resolve({}, exporter="jaeger")
+    Traceback (most recent call last):
+    ValueError: otel_pipeline: exporter='jaeger' is not valid; use one of 'prometheus', 'otlp', ...
+    """
 
     service_name: str = "unknown_service"
     service_version: str = ""
@@ -94,6 +101,18 @@ class Config:
                 f"known options: {', '.join(sorted(known))}"
             )
         sources: dict[str, str] = {}
+        try:
+            return cls._resolve(environ, arguments, sources)
+        except _InvalidOption as error:
+            # Name the variable a bad value came from, so the fix is obvious.
+            variable = sources.get(error.option)
+            suffix = f" (set by the environment variable {variable})" if variable else ""
+            raise ValueError(f"{error}{suffix}") from None
+
+    @classmethod
+    def _resolve(
+        cls, environ: Mapping[str, str], arguments: dict[str, Any], sources: dict[str, str]
+    ) -> Config:
         values: dict[str, Any] = _from_environment(environ, sources)
         given = {k: v for k, v in arguments.items() if v is not None}
         for name in given:
@@ -111,17 +130,17 @@ class Config:
         if "service_version" not in values and "service.version" in resource:
             values["service_version"] = resource["service.version"]
         config = cls(resource_attributes=resource, **values)
-        try:
-            config.validate()
-        except _InvalidOption as error:
-            # Name the variable a bad value came from, so the fix is obvious.
-            if error.option not in sources:
-                raise
-            raise _fail_from(error, sources[error.option]) from None
+        config._check()
         return config
 
     def validate(self) -> None:
-        """Raise ``ValueError``/``TypeError`` naming the first bad option."""
+        """Raise ``ValueError`` naming the first bad option, its value and what is allowed."""
+        try:
+            self._check()
+        except _InvalidOption as error:
+            raise ValueError(str(error)) from None
+
+    def _check(self) -> None:
         if not isinstance(self.service_name, str) or not self.service_name.strip():
             raise _fail("service_name", self.service_name, "a non-empty string is required")
         if not isinstance(self.service_version, str):
@@ -166,10 +185,6 @@ class Config:
         if self.otlp_endpoint:
             return self.otlp_endpoint
         return "http://localhost:4317" if self.otlp_protocol == "grpc" else "http://localhost:4318"
-
-
-def _fail_from(error: _InvalidOption, variable: str) -> ValueError:
-    return _InvalidOption(error.option, f"{error} (set by the environment variable {variable})")
 
 
 def _check_positive(option: str, value: object) -> None:

@@ -27,12 +27,25 @@ Route = Callable[[str, dict[str, str]], Response]
 
 
 def json_response(status: int, payload: Any) -> Response:
-    """A JSON response with the given status."""
+    """A JSON response with the given status.
+
+    >>> json_response(404, {"error": "not found"})
+    (404, 'application/json', b'{"error": "not found"}')
+    """
     return status, "application/json", json.dumps(payload, sort_keys=True, default=str).encode()
 
 
 class MetricsServer:
-    """Serves the routes registered on it from a daemon thread until :meth:`stop`."""
+    """Serves the routes registered on it from a daemon thread until :meth:`stop`.
+
+    >>> import urllib.request
+    >>> server = MetricsServer("127.0.0.1", 0)
+    >>> server.add_route("/hello", lambda path, headers: (200, "text/plain", b"hi"))
+    >>> server.start()
+    >>> urllib.request.urlopen(f"{server.url}/hello").read()
+    b'hi'
+    >>> server.stop()
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self._exact: dict[str, Route] = {}

@@ -338,3 +338,18 @@ def test_bad_argument_is_not_blamed_on_a_variable() -> None:
     with pytest.raises(ValueError, match=r"prometheus_port=70000 is not valid") as raised:
         resolve({"OTEL_EXPORTER_PROMETHEUS_PORT": "9000"}, prometheus_port=70000)
     assert "environment variable" not in str(raised.value)
+
+
+def test_errors_are_plain_value_errors() -> None:
+    cases: list[tuple[dict[str, str], dict[str, Any]]] = [
+        ({}, {"exporter": "x"}),
+        ({"OTEL_SDK_DISABLED": "x"}, {}),
+        ({}, {"resource_attributes": 1}),
+    ]
+    for environ, arguments in cases:
+        with pytest.raises(ValueError, match=r"^otel_pipeline: ") as raised:
+            resolve(environ, **arguments)
+        assert type(raised.value) is ValueError
+    with pytest.raises(ValueError, match=r"^otel_pipeline: prometheus_port=-1 is not valid") as raised:
+        Config(prometheus_port=-1).validate()
+    assert type(raised.value) is ValueError

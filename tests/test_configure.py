@@ -422,3 +422,21 @@ CONFIGURATION_EXAMPLES = python_blocks("configuration.md")
 def test_configuration_doc_examples_run(example: str) -> None:
     done = run_python(example)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "otel_pipeline.config",
+        "otel_pipeline.server",
+        "otel_pipeline.testing",
+        "otel_pipeline._internal.runtime",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0

@@ -48,7 +48,17 @@ SCOPE = InstrumentationScope(SCOPE_NAME, __version__, None, None)
 
 
 class Pipeline:
-    """A configured pipeline: providers, the hooks' registry, the server. Returned by ``configure()``."""
+    """A configured pipeline: providers, the hooks' registry, the server. Returned by ``configure()``.
+
+    >>> import otel_pipeline as op
+    >>> pipeline = op.configure(service_name="orders", exporter="none")
+    >>> op.queue("emails").enqueued(2)
+    >>> names = [m.name for m in pipeline.collect().resource_metrics[0].scope_metrics[0].metrics]
+    >>> "queue.jobs.enqueued" in names
+    True
+    >>> pipeline.shutdown(), pipeline.enabled
+    (True, False)
+    """
 
     def __init__(
         self,
