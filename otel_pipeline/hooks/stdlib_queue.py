@@ -38,10 +38,11 @@ _ATTRIBUTE = "_otel_pipeline_instrumentation"
 class _Instrumentation:
     """What :func:`instrument_queue` did to one queue, so that it can be undone."""
 
-    __slots__ = ("active", "capacity_before", "depth", "get", "hook", "put")
+    __slots__ = ("active", "capacity_before", "depth", "get", "hook", "put", "stamps")
 
-    def __init__(self, hook: Queue) -> None:
+    def __init__(self, hook: Queue, stamps: _Stamps) -> None:
         self.hook = hook
+        self.stamps = stamps
         self.active = True
         self.capacity_before = hook.capacity
         self.depth: Callable[[], float | None] | None = None
@@ -57,6 +58,9 @@ class _Stamps:
     def __init__(self, items: Collection[Any]) -> None:
         self._items = items
         self._times: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._times)
 
     def put(self, item: Any) -> None:
         key, now = id(item), perf_counter()
@@ -123,9 +127,9 @@ def instrument_queue(q: AnyQueue, name: str) -> Queue:
             "call uninstrument_queue() on it first"
         )
     hook = get_hook(Queue, name)
-    record = _Instrumentation(hook)
     items: Collection[Any] = q.queue if isinstance(q, stdlib_queue.Queue) else q._queue  # type: ignore[attr-defined]
     stamps = _Stamps(items)
+    record = _Instrumentation(hook, stamps)
     original_put: Callable[[Any], None] = q._put
     original_get: Callable[[], Any] = q._get
 
