@@ -275,29 +275,32 @@ def _actions(points: Points) -> dict[str, Any]:
 # -- the table ---------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, unit: str = "") -> str:
+def _fmt(value: Any, decimals: int = 3) -> str:
+    """A cell: "-" for null, integers as such, other numbers with ``decimals`` decimals."""
     if value is None:
         return "-"
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:.3f}{unit}"
-    return f"{int(value)}{unit}" if isinstance(value, (int, float)) else str(value)
+        return f"{value:.{decimals}f}"
+    return str(int(value)) if isinstance(value, (int, float)) else str(value)
 
 
 def _render(report: dict[str, Any], console: Any) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     out = console if console is not None else Console()
-    service = report["service"] or {}
-    out.print(f"\n[bold]Run summary[/bold] {service.get('name', '')} ({report['generated_at']})")
-    table = Table(
-        "pipeline / stage", "runs", "failures", "active", "total", "mean", "max", "items", "items/s"
-    )
+    service = (report["service"] or {}).get("name", "")
+    out.print(f"\n[bold]Run summary[/bold] {service} ({report['generated_at']}; durations in seconds)")
+    table = Table(box=box.MINIMAL_HEAVY_HEAD)
+    table.add_column("pipeline / stage", no_wrap=True)
+    for header in ("runs", "failed", "total", "mean", "max", "items", "items/s"):
+        table.add_column(header, justify="right", no_wrap=True)
     for name, entry in report["pipelines"].items():
         table.add_row(*_timing_cells(name, entry), "", "")
         for stage, stage_entry in entry["stages"].items():
             cells = _timing_cells(f"  {stage}", stage_entry)
-            table.add_row(*cells, _fmt(stage_entry["items"]), _fmt(stage_entry["items_per_second"]))
+            table.add_row(*cells, _fmt(stage_entry["items"]), _fmt(stage_entry["items_per_second"], 1))
     out.print(table)
     resources = report["resources"]
     if resources is not None:
@@ -313,7 +316,9 @@ def _render(report: dict[str, Any], console: Any) -> None:
     for section in ("caches", "queues", "actions"):
         rows = _flatten(report[section])
         if rows:
-            section_table = Table(section[:-1], "count", title=None)
+            section_table = Table(box=box.MINIMAL_HEAVY_HEAD)
+            section_table.add_column(section[:-1], no_wrap=True)
+            section_table.add_column("", justify="right", no_wrap=True)
             for key, value in rows:
                 section_table.add_row(key, _fmt(value))
             out.print(section_table)
@@ -324,10 +329,9 @@ def _timing_cells(label: str, entry: dict[str, Any]) -> list[str]:
         label,
         _fmt(entry["count"]),
         _fmt(entry["failures"]),
-        _fmt(entry["active"]),
-        _fmt(entry["total_duration_s"], "s"),
-        _fmt(entry["mean_duration_s"], "s"),
-        _fmt(entry["max_duration_s"], "s"),
+        _fmt(entry["total_duration_s"]),
+        _fmt(entry["mean_duration_s"]),
+        _fmt(entry["max_duration_s"]),
     ]
 
 
