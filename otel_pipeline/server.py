@@ -130,6 +130,9 @@ def _handler_class(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         server_version = "otel-pipeline"
         #: Idle keep-alive connections are closed after this many seconds.
         timeout = 120
+        #: TCP_NODELAY: headers and body go out as two writes; with Nagle the second waits for the
+        #: client's delayed ACK (~40 ms per keep-alive request; /health went from 157 to 3,190 req/s).
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             super().setup()

@@ -9,9 +9,10 @@
 ...     pass
 >>> op.unregister_health_check("disk"); op.unregister_collector("cache")
 
-Checks run at every ``/health`` request and collectors at every ``/stats`` request, in
-parallel, each within its own timeout: one that hangs or raises is reported as such and does
-not hold up the others (nor a second request: a run still going is shared, not restarted).
+Checks run for ``/health`` requests and collectors for ``/stats`` requests, in parallel, each
+within its own timeout: one that hangs or raises is reported as such and does not hold up the
+others (nor a second request: a run still going is shared, not restarted). A result is reused
+for ``ttl`` seconds (default 1), so a burst of requests runs each function once.
 """
 
 from __future__ import annotations
@@ -146,6 +147,14 @@ def _check_positive(what: str, value: object) -> float:
     return float(value)
 
 
+def _check_ttl(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"otel_pipeline: ttl must be a number, got {type(value).__name__} {value!r}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"otel_pipeline: ttl={value!r} is not valid; use a number of seconds >= 0")
+    return float(value)
+
+
 def _check_whole(what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"otel_pipeline: {what}={value!r} is not valid; use an integer >= 1")
@@ -193,18 +202,24 @@ class _Run:
 
 
 class _Probe:
-    """A registered function; at most one run in progress, shared by concurrent requests."""
+    """A registered function; at most one run in progress, shared by concurrent requests.
+
+    A run that finished less than ``ttl`` seconds ago is reused: a burst of requests (a load
+    balancer, a dashboard) runs the function once.
+    """
 
     def __init__(
         self,
         name: str,
         function: Callable[[], Any],
         timeout: float,
+        ttl: float,
         available: bool | Callable[[], bool] = True,
     ) -> None:
         self.name = name
         self.function = function
         self.timeout = timeout
+        self.ttl = ttl
         self.available = available
         self._lock = threading.Lock()
         self._run: _Run | None = None
@@ -222,7 +237,7 @@ class _Probe:
             return None
         with self._lock:
             run = self._run
-            if run is None or run.done.is_set():
+            if run is None or (run.done.is_set() and perf_counter() - run.finished >= self.ttl):
                 run = self._run = _Run()
                 threading.Thread(
                     target=self._execute, args=(run,), name=f"otel-pipeline-probe-{self.name}", daemon=True
@@ -419,22 +434,29 @@ def _checked_function(what: str, function: object) -> Callable[[], Any]:
 
 
 def register_health_check(
-    name: str, function: Callable[[], Any], *, timeout: float = 2.0, critical: bool = True
+    name: str,
+    function: Callable[[], Any],
+    *,
+    timeout: float = 2.0,
+    critical: bool = True,
+    ttl: float = 1.0,
 ) -> None:
-    """Run ``function`` at every ``/health`` request (in parallel with the other checks).
+    """Run ``function`` for ``/health`` requests (in parallel with the other checks).
 
     It returns ``True``/``None`` (healthy), ``False`` (unhealthy), a status string
     (``"healthy"``, ``"degraded"``, ``"unhealthy"``) or a dict with a ``"status"`` key and details;
     raising, or running past ``timeout`` seconds, is unhealthy. A check that is not ``critical``
-    degrades instead of making the service unhealthy. Results also feed the health target of the
-    same name. Registering a name again replaces the check.
+    degrades instead of making the service unhealthy. A result is reused for ``ttl`` seconds
+    (0: run at every request). Results also feed the health target of the same name.
+    Registering a name again replaces the check.
 
     >>> import otel_pipeline as op
     >>> op.register_health_check("queue-backlog", lambda: "degraded", critical=False)
     >>> op.unregister_health_check("queue-backlog")
     """
     check_name("health check name", name)
-    probe = _Probe(name, _checked_function("function", function), _check_positive("timeout", timeout))
+    function = _checked_function("function", function)
+    probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl))
     with _REGISTRY_LOCK:
         _CHECKS[name] = _Check(probe, bool(critical))
 
@@ -491,13 +513,15 @@ def register_collector(
     *,
     available: bool | Callable[[], bool] = True,
     timeout: float = 2.0,
+    ttl: float = 1.0,
 ) -> None:
-    """Run ``function`` at every ``/stats`` request; what it returns (JSON-able) is shown there.
+    """Run ``function`` for ``/stats`` requests; what it returns (JSON-able) is shown there.
 
     ``available`` (a bool, or a function returning one) says whether it can run at all, e.g.
     whether an optional dependency is installed; an unavailable collector is reported as such.
     Raising or running past ``timeout`` seconds marks it failed or timed out, without delaying
-    the others. Registering a name again replaces the collector.
+    the others. A result is reused for ``ttl`` seconds (0: run at every request). Registering a
+    name again replaces the collector.
 
     >>> import otel_pipeline as op
     >>> op.register_collector("gpu", lambda: {"memory": 0}, available=False)
@@ -509,9 +533,8 @@ def register_collector(
             "otel_pipeline: available must be a bool or a function, "
             f"got {type(available).__name__} {available!r}"
         )
-    probe = _Probe(
-        name, _checked_function("function", function), _check_positive("timeout", timeout), available
-    )
+    function = _checked_function("function", function)
+    probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl), available)
     with _REGISTRY_LOCK:
         _COLLECTORS[name] = probe
 

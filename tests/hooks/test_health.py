@@ -246,6 +246,25 @@ def test_collectors_run_in_parallel_each_within_its_timeout(
     assert capture.value("stats.collection.duration") == 2
 
 
+def test_results_are_reused_for_ttl_seconds(capture: Capture) -> None:
+    calls = {"cached": 0, "fresh": 0}
+
+    def counter(name: str) -> int:
+        calls[name] += 1
+        return calls[name]
+
+    op.register_collector("cached", lambda: counter("cached"), ttl=3600)
+    op.register_collector("fresh", lambda: counter("fresh"), ttl=0)
+    try:
+        results = [health.collect_stats() for _ in range(3)]
+    finally:
+        op.unregister_collector("cached")
+        op.unregister_collector("fresh")
+    assert [r["cached"]["value"] for r in results] == [1, 1, 1]
+    assert [r["fresh"]["value"] for r in results] == [1, 2, 3]
+    assert calls == {"cached": 1, "fresh": 3}
+
+
 def test_availability_function_that_raises_means_unavailable() -> None:
     def explode() -> bool:
         raise ImportError("optional dependency missing")
@@ -266,6 +285,10 @@ def test_registration_bad_arguments() -> None:
         op.register_health_check("", lambda: True)
     with pytest.raises(TypeError, match="available must be a bool or a function, got str"):
         op.register_collector("x", lambda: 1, available="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"ttl=-1 is not valid; use a number of seconds >= 0"):
+        op.register_health_check("x", lambda: True, ttl=-1)
+    with pytest.raises(TypeError, match="ttl must be a number, got str"):
+        op.register_collector("x", lambda: 1, ttl="1")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="timeout must be a number, got NoneType"):
         op.register_collector("x", lambda: 1, timeout=None)  # type: ignore[arg-type]
     op.unregister_collector("never-registered")
