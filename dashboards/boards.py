@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dashboards.model import Board, Panel, Query, Row
-from dashboards.promql import RATE_WINDOW, by, failure_ratio, histogram_quantile, rate, selected, share
+from dashboards.promql import (
+    RATE_WINDOW,
+    by,
+    failure_ratio,
+    histogram_quantile,
+    plus_optional,
+    rate,
+    selected,
+    share,
+)
 from otel_pipeline._internal.promnames import label_name
 
 __all__ = ["BOARDS", "all_boards"]
@@ -199,15 +208,18 @@ def queues() -> Board:
                 "Flow",
                 (
                     _rates(
-                        "Enqueued vs dequeued vs processed",
+                        "Enqueued vs taken off",
                         "ops",
                         (rate("queue.jobs.enqueued", "queue.name"), _legend("queue.name", prefix="enqueued")),
-                        (rate("queue.jobs.dequeued", "queue.name"), _legend("queue.name", prefix="dequeued")),
                         (
-                            rate("queue.jobs.processed", "queue.name"),
-                            _legend("queue.name", prefix="processed"),
+                            plus_optional(
+                                rate("queue.jobs.processed", "queue.name"),
+                                rate("queue.jobs.dequeued", "queue.name"),
+                            ),
+                            _legend("queue.name", prefix="taken off"),
                         ),
-                        description="Jobs per second; enqueued above processed for long: a growing backlog.",
+                        description="Jobs per second put on, and taken off (processed, or dequeued without "
+                        "processing()); enqueued above taken off for long: a growing backlog.",
                     ),
                     _rates(
                         "Outcomes",

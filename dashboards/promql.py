@@ -28,6 +28,7 @@ __all__ = [
     "failure_ratio",
     "histogram_quantile",
     "metric",
+    "plus_optional",
     "rate",
     "selected",
     "share",
@@ -140,6 +141,15 @@ def share(part: str, whole: str) -> str:
     '((a or b * 0) / b)'
     """
     return f"(({part} or {whole} * 0) / {whole})"
+
+
+def plus_optional(required: str, optional: str) -> str:
+    """``required + optional`` where a missing ``optional`` series counts as 0.
+
+    >>> plus_optional("a", "b")
+    '(a + (b or a * 0))'
+    """
+    return f"({required} + ({optional} or {required} * 0))"
 
 
 def histogram_quantile(
