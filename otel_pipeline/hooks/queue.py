@@ -13,8 +13,8 @@ and wait time; depth, capacity utilization, workers active and idle, dead-letter
 Depth is tracked from the calls made in this process (jobs enqueued, retried and replayed, minus
 jobs dequeued and started) unless :meth:`Queue.observe_depth` gives a function that reads it;
 the dead-letter depth likewise (dead-lettered minus replayed, or
-:meth:`Queue.observe_dead_letter_depth`). A tracked depth is reported once a job was put on the
-queue, and never below zero; when producers and consumers are other processes, observe it.
+:meth:`Queue.observe_dead_letter_depth`). A tracked depth counts from the first job put on the
+queue, and never goes below zero; when producers and consumers are other processes, observe it.
 """
 
 from __future__ import annotations
@@ -141,7 +141,11 @@ _QUEUES_LOCK = threading.Lock()
 
 
 class _Level:
-    """A count kept in process (a depth); reported once something was added to it."""
+    """A count kept in process (a depth), from the first time something is added to it.
+
+    Removals before that are ignored (jobs put on the queue before we were counting), and it is
+    reported only from then on.
+    """
 
     __slots__ = ("_lock", "touched", "value")
 
@@ -151,6 +155,8 @@ class _Level:
         self.touched = False
 
     def add(self, amount: float) -> None:
+        if amount < 0 and not self.touched:
+            return
         with self._lock:
             self.value += amount
             if amount > 0:
@@ -199,15 +205,16 @@ class _Processing(OutcomeOperation):
         self._hook = hook
         self._depth = state.depth
 
+    # The hot path: the base class's methods are called directly (cheaper than super()).
     def begin(self) -> None:
-        super().begin()
+        OutcomeOperation.begin(self)
         self._depth.add(-1)
-        if _WORKERS.get():
+        if self._hook._workers_open:
             _busy(self._hook, 1)
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
-        super().end(duration, exc_type, timed)
-        if _WORKERS.get():
+        OutcomeOperation.end(self, duration, exc_type, timed)
+        if self._hook._workers_open:
             _busy(self._hook, -1)
 
 
@@ -222,6 +229,7 @@ class _Worker(Operation):
         self._state = state
 
     def begin(self) -> None:
+        self._hook._worker_opened(1)
         _WORKERS.set((*_WORKERS.get(), _Slot(self._hook, self._state)))
         self._state.idle.add(1)
         self._state.active.add(0)  # both states are reported once there is a worker
@@ -233,6 +241,7 @@ class _Worker(Operation):
             if slot.hook is self._hook:
                 _WORKERS.set(slots[:index] + slots[index + 1 :])
                 (slot.state.active if slot.busy else slot.state.idle).add(-1)
+                self._hook._worker_opened(-1)
                 return
 
 
@@ -313,6 +322,8 @@ class Queue(Hook):
         self._depth_function: Callable[[], float | None] | None = None
         self._dead_letter_function: Callable[[], float | None] | None = None
         self._capacity: float | None = None
+        #: Worker scopes open now, in any thread: processing() looks for its worker only if > 0.
+        self._workers_open = 0
         with _QUEUES_LOCK:
             _QUEUES.append(self)
 
@@ -333,6 +344,10 @@ class Queue(Hook):
                 if state is None:
                     state = self._states[registry] = _State(self, pipeline)
         return state
+
+    def _worker_opened(self, step: int) -> None:
+        with self._states_lock:
+            self._workers_open += step
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -147,14 +147,16 @@ def test_priority_is_an_attribute_of_job_metrics(capture: Capture, clock: FakeCl
 def test_tracked_depth_follows_enqueue_retry_replay_dequeue_and_start(
     capture: Capture, emails: queue_module.Queue
 ) -> None:
-    with emails.processing():  # before anything was enqueued: no depth reported
+    with emails.processing():  # before anything was enqueued: not counted, no depth reported
         pass
+    emails.dequeued()
+    emails.replayed(0)
     assert "queue.depth" not in capture.metrics()
-    emails.enqueued(5)  # 5 - 1 started earlier
-    assert capture.value("queue.depth", EMAILS) == 4
+    emails.enqueued(5)
+    assert capture.value("queue.depth", EMAILS) == 5
     with emails.processing():
         pass
-    emails.dequeued(2)
+    emails.dequeued(3)
     assert capture.value("queue.depth", EMAILS) == 1
     emails.retried()  # requeued: +1
     emails.retried(2, requeued=False)  # retried in place: no change
