@@ -102,10 +102,10 @@ def summary(pipeline: Pipeline | None = None) -> dict[str, Any]:
 def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None) -> dict[str, Any]:
     """Write :func:`summary` to ``path`` as JSON (atomically: readers never see half a file); return it.
 
-    >>> import json, tempfile, otel_pipeline as op
-    >>> path = tempfile.mkdtemp() + "/summary.json"
+    >>> import json, pathlib, tempfile, otel_pipeline as op
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "summary.json"
     >>> _ = op.write_summary(path)
-    >>> json.load(open(path))["schema_version"]
+    >>> json.loads(path.read_text())["schema_version"]
     1
     """
     report = summary(pipeline)
