@@ -13,21 +13,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from time import time
-from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, check_count, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.timed import Noop, Timed
+from otel_pipeline._internal.timed import Noop, Timed, TimedScope
 
-__all__ = ["Checkpoint", "SaveTimer", "checkpoint"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Checkpoint", "checkpoint"]
 
 HOOK = "checkpoint"
 _OUTCOME_ATTRS = ["checkpoint.name", "outcome", "error.type"]
@@ -58,22 +54,6 @@ LAST_SUCCESS = declare(
     ["checkpoint.name"],
     hook=HOOK,
 )
-
-
-class SaveTimer(Protocol):
-    """What :meth:`Checkpoint.save` returns: a sync/async context manager that is also a decorator."""
-
-    def __enter__(self) -> Any: ...
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def __aenter__(self) -> Any: ...
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    def __call__(self, function: F) -> F:
-        """Decorate a function or coroutine function: each call is one timed save."""
-        ...
 
 
 class _Save(OutcomeOperation):
@@ -119,7 +99,7 @@ class Checkpoint(Hook):
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
 
-    def save(self) -> SaveTimer:
+    def save(self) -> TimedScope:
         """Time one save: ``with cp.save(): ...`` (also ``async with``, or as a decorator).
 
         A save that raises is counted with ``outcome="failure"`` and ``error.type``, and the
