@@ -19,7 +19,12 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._version import __version__
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
 from otel_pipeline.hooks.actions import Actions, actions
-from otel_pipeline.hooks.breaker import CircuitBreaker, circuit_breaker, instrument_pybreaker
+from otel_pipeline.hooks.breaker import (
+    CircuitBreaker,
+    circuit_breaker,
+    instrument_pybreaker,
+    uninstrument_pybreaker,
+)
 from otel_pipeline.hooks.cache import Cache, cache
 from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
 from otel_pipeline.hooks.dedup import Dedup, dedup
@@ -91,6 +96,7 @@ __all__ = [
     "shutdown",
     "stage",
     "summary",
+    "uninstrument_pybreaker",
     "uninstrument_queue",
     "unregister_collector",
     "unregister_health_check",

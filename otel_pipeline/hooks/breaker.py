@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+import weakref
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
 from otel_pipeline._internal.routes import HEALTH_SOURCES
-from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
 
 if TYPE_CHECKING:
     import pybreaker
 
-__all__ = ["STATES", "CircuitBreaker", "circuit_breaker", "instrument_pybreaker"]
+__all__ = ["STATES", "CircuitBreaker", "circuit_breaker", "instrument_pybreaker", "uninstrument_pybreaker"]
 
 HOOK = "circuit_breaker"
 #: State names and the value the state gauge takes for each.
@@ -101,6 +102,12 @@ class _Bound:
             for outcome in ("success", "failure", "rejected")
         }
         self.transitions: dict[tuple[str, str], Any] = {}
+
+    def sync(self, state: str) -> None:
+        """Take ``state`` as the current one without counting a transition (it was not seen)."""
+        with self.lock:
+            self.state = state
+            self.gauge.set(STATES[state])
 
     def move_to(self, state: str) -> None:
         with self.lock:
@@ -259,20 +266,62 @@ def instrument_pybreaker(breaker: pybreaker.CircuitBreaker, name: str | None = N
         return hook
     listener = listener_class(hook)
     breaker.add_listener(listener)
-    hook.record_state(breaker.current_state)
-    original = breaker.call
+    _INSTRUMENTED[breaker] = hook
+    _sync(breaker, hook)
+    original = type(breaker).call
+    owner = weakref.ref(breaker)  # the wrapper lives on the breaker: no reference cycle
 
     def call(func: Any, *args: Any, **kwargs: Any) -> Any:
         listener.local.admitted = False
         try:
-            return original(func, *args, **kwargs)
+            return original(cast(Any, owner()), func, *args, **kwargs)
         except pybreaker.CircuitBreakerError:
             if not listener.local.admitted:
                 hook.rejected()
             raise
 
+    call.otel_pipeline_listener = listener  # type: ignore[attr-defined]
     breaker.call = call  # type: ignore[method-assign]
     return hook
+
+
+def uninstrument_pybreaker(breaker: pybreaker.CircuitBreaker) -> None:
+    """Undo :func:`instrument_pybreaker`: remove its listener and call wrapper (no-op if none).
+
+    >>> import pybreaker, otel_pipeline as op
+    >>> breaker = pybreaker.CircuitBreaker(name="search")
+    >>> hook = op.instrument_pybreaker(breaker)
+    >>> op.uninstrument_pybreaker(breaker)
+    >>> breaker.listeners
+    ()
+    """
+    listener_class = _listener_class()
+    for listener in breaker.listeners:
+        if isinstance(listener, listener_class):
+            breaker.remove_listener(listener)
+    if hasattr(breaker.__dict__.get("call"), "otel_pipeline_listener"):
+        del breaker.call
+    _INSTRUMENTED.pop(breaker, None)
+
+
+#: pybreaker breakers instrumented, and their hooks: their state is taken again by each new pipeline.
+_INSTRUMENTED: weakref.WeakKeyDictionary[Any, CircuitBreaker] = weakref.WeakKeyDictionary()
+
+
+@never_raises("pybreaker state")
+def _sync(breaker: Any, hook: CircuitBreaker) -> None:
+    bound = hook._current()
+    if bound is not None:
+        bound.sync(_state_name(breaker.current_state))
+
+
+def _bind_instrumented(pipeline: Pipeline) -> None:
+    """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
+    for breaker, hook in list(_INSTRUMENTED.items()):
+        _sync(breaker, hook)
+
+
+ON_INSTALL.append(_bind_instrumented)
 
 
 def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:

@@ -23,7 +23,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, get_hook
 from otel_pipeline._internal.registry import Observed
-from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -223,7 +223,8 @@ class ConnectionPool(Hook):
 
         Each function takes no argument and returns a number; a count given here replaces the one
         ``connection()``/``waiting()`` keep. A function that raises is logged once and skipped.
-        Calling it again replaces the functions (with none: stop observing).
+        Calling it again replaces the functions (with none: stop observing). Given before
+        ``configure()``, they are read once it has run.
 
         >>> import otel_pipeline as op
         >>> op.connection_pool("redis", max_size=10).observe(idle=lambda: 4, used=lambda: 6)
@@ -273,22 +274,29 @@ def connection_pool(name: str, max_size: int | None = None) -> ConnectionPool:
 def _walker(
     pipeline: Pipeline, callback: Callable[[ConnectionPool, _Bound], Iterator[tuple[float, dict[str, Any]]]]
 ) -> Callable[[], Observed]:
-    """An observable callback over the pools bound on ``pipeline`` (pools with readings bind here)."""
+    """An observable callback over the pools bound on ``pipeline`` (the current one)."""
 
     def observe() -> Observed:
         if STATE.pipeline is not pipeline:
             return []
         found: list[tuple[float, dict[str, Any]]] = []
         for hook in list(ConnectionPool._instances):
-            if hook._readings:
-                bound = hook._current()
-            else:
-                bound = hook._bound if hook._generation == STATE.generation else None
+            bound = hook._bound if hook._generation == STATE.generation else None
             if bound is not None:
                 found.extend(callback(hook, bound))
         return found
 
     return observe
+
+
+def _bind_observed(pipeline: Pipeline) -> None:
+    """Bind the pools observed through functions to a new pipeline, so that it reads them."""
+    for hook in list(ConnectionPool._instances):
+        if hook._readings:
+            hook._current()
+
+
+ON_INSTALL.append(_bind_observed)
 
 
 def _counts(hook: ConnectionPool, bound: _Bound) -> Iterator[tuple[float, dict[str, Any]]]:

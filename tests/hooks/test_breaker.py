@@ -13,6 +13,14 @@ from otel_pipeline.testing import Capture
 MODES = ["core", "sdk"]
 
 
+@pytest.fixture(autouse=True)
+def _uninstrument() -> Iterator[None]:
+    """pybreaker breakers instrumented by a test do not report into later tests."""
+    yield
+    for breaker in list(breaker_module._INSTRUMENTED):
+        op.uninstrument_pybreaker(breaker)
+
+
 @pytest.fixture(params=MODES)
 def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
     with Capture(instrument_mode=request.param) as found:
@@ -142,7 +150,31 @@ def test_instrument_pybreaker_reports_a_breaker_already_open(capture: Capture) -
     breaker.open()
     op.instrument_pybreaker(breaker, name="legacy-renamed")
     assert capture.value("circuit_breaker.state", {"circuit_breaker.name": "legacy-renamed"}) == 1
-    assert capture.value("circuit_breaker.trips", {"circuit_breaker.name": "legacy-renamed"}) == 1
+    # The trip happened before we looked: no transition, no trip recorded.
+    assert "circuit_breaker.trips" not in capture.metrics()
+    assert "circuit_breaker.transitions" not in capture.metrics()
+
+
+def test_breakers_instrumented_before_configure_report_in_their_state() -> None:
+    breaker = pybreaker.CircuitBreaker(name="early")
+    op.instrument_pybreaker(breaker)  # nothing configured yet
+    breaker.open()
+    with Capture() as capture:
+        assert capture.value("circuit_breaker.state", {"circuit_breaker.name": "early"}) == 1
+        assert "circuit_breaker.trips" not in capture.metrics()
+
+
+def test_uninstrument_pybreaker(capture: Capture) -> None:
+    breaker = pybreaker.CircuitBreaker(name="detached")
+    op.instrument_pybreaker(breaker)
+    assert breaker.call(lambda: 1) == 1
+    op.uninstrument_pybreaker(breaker)
+    op.uninstrument_pybreaker(breaker)  # twice: nothing more to do
+    assert breaker.listeners == ()
+    assert "call" not in vars(breaker)
+    assert breaker not in breaker_module._INSTRUMENTED
+    assert breaker.call(lambda: 2) == 2
+    assert _calls(capture, "detached") == {"success": 1}
 
 
 def test_instrument_pybreaker_bad_arguments() -> None:

@@ -133,6 +133,20 @@ def test_observed_pool_you_do_not_own(capture: Capture) -> None:
     assert _counts(capture, "sqlalchemy") == {"idle": 0, "used": 0}
 
 
+def test_observed_before_configure_reports_once_configured() -> None:
+    pool = op.connection_pool("early", max_size=8)
+    pool.observe(idle=lambda: 5, used=lambda: 3)
+    try:
+        with Capture() as capture:
+            assert _counts(capture, "early") == {"idle": 5, "used": 3}
+            assert (
+                capture.value("connection_pool.utilization", {"db.client.connection.pool.name": "early"})
+                == 0.375
+            )
+    finally:
+        pool.observe()
+
+
 def test_observed_function_that_fails_is_skipped(capture: Capture, caplog: pytest.LogCaptureFixture) -> None:
     def broken() -> int:
         raise RuntimeError("driver gone")
