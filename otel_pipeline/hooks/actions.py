@@ -90,7 +90,7 @@ class _Action(OutcomeOperation):
             if exc_type is None:
                 timed.span.set_status(Status(StatusCode.ERROR, f"ran past its timeout of {timeout} s"))
             return
-        super().end(duration, exc_type, timed)
+        OutcomeOperation.end(self, duration, exc_type, timed)
 
 
 class _Bound:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import queue as stdlib_queue
 import weakref
+from collections import Counter
 from collections.abc import Callable, Collection
 from time import perf_counter
 from typing import Any
@@ -51,43 +52,68 @@ class _Instrumentation:
 
 
 class _Stamps:
-    """When each item still in the queue was put, by ``id(item)`` (a list for repeated items)."""
+    """When each item in the queue was put, by ``id(item)`` (a list for an item put several times).
 
-    __slots__ = ("_items", "_times")
+    Called under the queue's lock (``queue.Queue``) or in its event loop (``asyncio.Queue``), right
+    after the item went in or came out. Each put adds one time and each get takes one, so their
+    number matches the queue's size; when it does not, items were added or removed behind our
+    back (``q.queue.clear()``), and the times are brought back in line with what the queue holds,
+    before a new item could inherit the time of a removed one whose ``id`` it reuses.
+    """
+
+    __slots__ = ("_count", "_items", "_times")
 
     def __init__(self, items: Collection[Any]) -> None:
         self._items = items
         self._times: dict[int, Any] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._times)
+        return self._count
 
     def put(self, item: Any) -> None:
+        """``item`` was just put."""
         key, now = id(item), perf_counter()
+        if self._count != len(self._items) - 1:
+            self._resync(key, -1)
         times = self._times
         found = times.get(key)
         if found is None:
             times[key] = now
-            if len(times) > 2 * len(self._items) + 64:
-                self._prune()
         elif isinstance(found, list):
             found.append(now)
         else:
             times[key] = [found, now]
+        self._count += 1
 
     def waited(self, item: Any) -> float | None:
-        """Seconds since ``item`` was put (the earliest put, for an item put several times)."""
-        found = self._times.pop(id(item), None)
+        """``item`` was just got: seconds since it was put (its earliest put, if several)."""
+        key = id(item)
+        if self._count != len(self._items) + 1:
+            self._resync(key, +1)
+        found = self._times.pop(key, None)
+        if found is None:
+            return None
+        put_at: float = found
         if isinstance(found, list):
-            found, rest = found[0], found[1:]
-            self._times[id(item)] = rest if len(rest) > 1 else rest[0]
-        return None if found is None else perf_counter() - found
+            put_at, rest = found[0], found[1:]
+            self._times[key] = rest if len(rest) > 1 else rest[0]
+        self._count -= 1
+        return perf_counter() - put_at
 
-    def _prune(self) -> None:
-        """Forget items no longer in the queue (taken out behind our back, e.g. ``q.queue.clear()``)."""
-        live = {id(item) for item in self._items}
-        for key in [key for key in self._times if key not in live]:
-            del self._times[key]
+    def _resync(self, key: int, adjust: int) -> None:
+        """Keep only as many times per item as the queue holds it (the newest), ``key`` adjusted."""
+        live = Counter(id(item) for item in self._items)
+        live[key] += adjust
+        kept: dict[int, Any] = {}
+        for item_key, found in self._times.items():
+            wanted = live.get(item_key, 0)
+            if wanted > 0:
+                stamps = found if isinstance(found, list) else [found]
+                stamps = stamps[-wanted:]
+                kept[item_key] = stamps if len(stamps) > 1 else stamps[0]
+        self._times = kept
+        self._count = sum(len(found) if isinstance(found, list) else 1 for found in kept.values())
 
 
 def _check_queue(what: str, q: object) -> None:

@@ -141,24 +141,38 @@ def test_an_item_put_several_times_is_waited_for_first_in_first_out(
     assert (wait.count, wait.min, wait.max, wait.sum) == (3, 0.25, 0.75, 1.5)
 
 
-def test_items_removed_behind_our_back_are_forgotten(capture: Capture, clock: FakeClock) -> None:
+def test_items_removed_or_added_behind_our_back(capture: Capture, clock: FakeClock) -> None:
     q: queue.Queue[Any] = queue.Queue()
     op.instrument_queue(q, "jobs")
     record = q.__dict__["_otel_pipeline_instrumentation"]
+    reused = object()  # put again after a clear(): what a new object reusing its id looks like
     try:
-        for _ in range(50):
-            for _ in range(10):
-                q.put(object())
+        q.put(reused)
+        for _ in range(3):
+            q.put(None)
+        clock.advance(5.0)
+        with q.mutex:
+            q.queue.clear()  # drained without get(): their put times must not outlive them
+        q.put(reused)
+        clock.advance(0.25)
+        assert q.get() is reused  # waited 0.25, not 5.25
+        assert len(record.stamps) == 0
+        for _ in range(40):
+            q.put(object())
             with q.mutex:
-                q.queue.clear()  # drained without get(): their put times are never taken out
-        assert len(record.stamps) <= 2 * q.qsize() + 64
-        survivor = object()
-        q.put(survivor)
+                q.queue.clear()
+        assert len(record.stamps) == 1  # only the last one, dropped at the next put or get
+        with q.mutex:
+            q.queue.append("smuggled")  # added behind our back: no put time
+        q.put("regular")
         clock.advance(0.5)
-        assert q.get() is survivor
+        assert q.get() == "smuggled"
+        assert q.get() == "regular"  # waited 0.5
     finally:
         op.uninstrument_queue(q)
-    assert capture.point("queue.job.wait_time", JOBS).sum == 0.5
+    wait = capture.point("queue.job.wait_time", JOBS)
+    assert (wait.count, wait.sum) == (2, 0.75)
+    assert capture.value("queue.jobs.dequeued", JOBS) == 3
 
 
 def test_uninstrument_restores_the_queue_and_stops_recording(
