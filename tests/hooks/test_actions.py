@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from opentelemetry.trace import StatusCode
 import otel_pipeline as op
 from otel_pipeline._internal import timed as timed_module
 from otel_pipeline._internal.timed import TimedScope
+from otel_pipeline.hooks import actions as actions_module
 from otel_pipeline.hooks.actions import InstrumentedExecutor
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
@@ -383,3 +385,63 @@ def test_many_threads_count_exactly(capture: Capture) -> None:
     assert capture.value("actions.executed", OK) == 6 * 300
     assert capture.value("actions.executed", failed("LookupError")) == 6 * 100
     assert capture.point("actions.duration", OK).count == 6 * 300
+
+
+async def _send_with_timeout() -> str:
+    async with op.actions("notifier").track("send_email", timeout=1):
+        return "sent"
+
+
+def _drive(coroutine: Any) -> Any:
+    """Run a coroutine that never waits by hand: no event loop, no task."""
+    with pytest.raises(StopIteration) as stopped:
+        coroutine.send(None)
+    return stopped.value.value
+
+
+def test_a_timeout_without_an_event_loop_is_not_enforced_and_logged_once(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        assert _drive(_send_with_timeout()) == "sent"
+        assert _drive(_send_with_timeout()) == "sent"
+    assert [r.getMessage() for r in caplog.records] == [
+        "otel_pipeline: a timeout is only enforced inside an asyncio task"
+    ]
+    assert capture.value("actions.executed", OK) == 2
+
+
+async def test_a_timeout_in_a_loop_callback_is_not_enforced_and_logged(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = asyncio.get_running_loop()
+    in_callback: asyncio.Future[Any] = loop.create_future()
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        loop.call_soon(lambda: in_callback.set_result(_drive(_send_with_timeout())))  # a loop, no task
+        assert await in_callback == "sent"
+    assert [r.getMessage() for r in caplog.records] == [
+        "otel_pipeline: a timeout is only enforced inside an asyncio task"
+    ]
+    assert capture.value("actions.executed", OK) == 1
+
+
+async def test_too_many_actions_warns_once_and_still_records(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(actions_module, "_MAX_ACTIONS", 1)
+    many = op.actions("many")
+
+    async def run(action: str) -> None:
+        async with many.track(action, timeout=5):
+            pass
+
+    for action in ["a", "b", "b"]:  # not configured: timeout-only operations, past the cap unkept
+        await run(action)
+    with Capture() as capture, caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        for action in ["a", "b", "c", "c"]:
+            await run(action)
+        executed = {p.attributes["action.name"]: p.value for p in capture.points("actions.executed")}
+    assert executed == {"a": 1, "b": 1, "c": 2}
+    assert [r.getMessage() for r in caplog.records] == [
+        "otel_pipeline: actions 'many' has more than 1 actions; is an id used as action name?"
+    ]
