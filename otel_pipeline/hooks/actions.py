@@ -59,7 +59,7 @@ _MAX_ACTIONS = 256
 #: Records nothing; carries the timeout of an action tracked while instrumentation is off.
 _UNTRACED = HookTracer(None, 0.0, None)
 
-Key = tuple[str, "float | None"]
+Key = tuple[str, float | None]
 
 
 def check_timeout(timeout: object) -> float | None:
