@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
+
+from opentelemetry.sdk.resources import Resource
 
 from otel_pipeline._internal import errors, runtime
 from otel_pipeline._internal.exemplars import TRACKER
@@ -32,7 +35,14 @@ def _in_child() -> None:
     if pipeline is None or not pipeline.enabled:
         return
     try:
-        fresh = runtime.build_pipeline(pipeline.config, serve=False)
+        # Resource.create() runs detectors on a thread pool, which must not be used in an at-fork
+        # handler; the parent's resource with a new identity is what the child needs anyway.
+        identity: dict[str, str | int] = {
+            "service.instance.id": str(uuid.uuid4()),
+            "process.pid": os.getpid(),
+        }
+        resource = pipeline.resource.merge(Resource(identity)) if pipeline.resource is not None else None
+        fresh = runtime.build_pipeline(pipeline.config, serve=False, resource=resource)
     except Exception:
         errors.logger.exception("otel_pipeline: could not rebuild the pipeline in a forked child")
         runtime.install(None)

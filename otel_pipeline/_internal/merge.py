@@ -46,14 +46,25 @@ def check_cumulative(reader: MetricReader) -> None:
 def attach_core(
     reader: MetricReader, registry: Registry, resource: Resource, scope: InstrumentationScope
 ) -> None:
-    """Make ``reader`` (already registered on a MeterProvider) also collect ``registry``'s series."""
-    check_cumulative(reader)
+    """Make ``reader`` (already registered on a MeterProvider) also collect ``registry``'s series.
+
+    In both instrument modes the reader also goes quiet in a forked child: what the parent
+    recorded must not be exported a second time from the child (the child gets a pipeline of
+    its own, see ``fork.py``).
+    """
+    if registry.mode == "core":
+        check_cumulative(reader)
     original: Callable[..., MetricsData | None] | None = reader._collect  # type: ignore[assignment]
     if original is None:
         raise RuntimeError("attach_core needs a reader registered on a MeterProvider")
+    owner_pid = os.getpid()
 
     def collect(reader_: MetricReader, timeout_millis: float = 10_000, **kwargs: Any) -> MetricsData | None:
+        if os.getpid() != owner_pid:
+            return None
         data = original(reader_, timeout_millis=timeout_millis, **kwargs)
+        if registry.mode != "core":
+            return data
         try:
             metrics = registry.collect(time_ns())
         except Exception:  # a fault in the core must not cost the user's own metrics

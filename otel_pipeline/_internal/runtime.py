@@ -211,11 +211,12 @@ def build_pipeline(
     extra_readers: list[MetricReader] | None = None,
     span_processors: list[SpanProcessor] | None = None,
     serve: bool = True,
+    resource: Resource | None = None,
 ) -> Pipeline:
     """Providers, registry and (for the Prometheus exporter) the server, for ``config``."""
     if not config.enabled:
         return Pipeline(config)
-    resource = providers.build_resource(config)
+    resource = resource or providers.build_resource(config)
     built = providers.metric_readers(config)
     readers = built.readers + list(extra_readers or [])
     meter_provider = providers.build_meter_provider(resource, readers)
