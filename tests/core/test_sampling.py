@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -18,9 +19,8 @@ LIMIT = (1 << 64) - 1
 def test_root_at_rate_zero_records_no_span_and_children_stay_unsampled() -> None:
     with Capture(trace_sample_rate=0.0) as capture:
         user_tracer = capture.pipeline.tracer_provider.get_tracer("user")  # type: ignore[union-attr]
-        with op.queue("s").processing():
-            with user_tracer.start_as_current_span("child") as child:
-                assert not child.get_span_context().trace_flags.sampled
+        with op.queue("s").processing(), user_tracer.start_as_current_span("child") as child:
+            assert not child.get_span_context().trace_flags.sampled
         assert capture.spans() == []
 
 
@@ -67,9 +67,12 @@ def test_a_sampled_parent_gets_a_recorded_child() -> None:
         user_tracer = capture.pipeline.tracer_provider.get_tracer("user")  # type: ignore[union-attr]
         # The root sampler says no for roots, but a sampled *remote* parent is followed.
         remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        with trace.use_span(NonRecordingSpan(remote)), op.queue("p").processing():
-            with user_tracer.start_as_current_span("inner"):
-                pass
+        with (
+            trace.use_span(NonRecordingSpan(remote)),
+            op.queue("p").processing(),
+            user_tracer.start_as_current_span("inner"),
+        ):
+            pass
         spans = {s.name: s for s in capture.spans()}
     hook = spans["queue.process p"]
     assert hook.context.trace_id == 0xABC
@@ -90,11 +93,8 @@ def test_an_unsampled_parent_is_followed_without_a_span() -> None:
 
 def test_failure_is_recorded_on_the_span_and_reraised() -> None:
     with Capture(trace_sample_rate=1.0) as capture:
-        try:
-            with op.queue("f").processing():
-                raise TimeoutError("slow")
-        except TimeoutError as error:
-            assert str(error) == "slow"
+        with pytest.raises(TimeoutError, match=r"^slow$"), op.queue("f").processing():
+            raise TimeoutError("slow")
         (span,) = capture.spans()
     assert span.status.status_code is trace.StatusCode.ERROR
     assert span.attributes is not None
