@@ -123,8 +123,10 @@ class Timed:
         duration = perf_counter() - self._start
         op = self._op
         try:
-            op.end(duration, exc_type, self)
-            self._scope.end(exc, self.span_attributes)
+            try:
+                op.end(duration, exc_type, self)
+            finally:  # a fault in recording must not leave the span open and current
+                self._scope.end(exc, self.span_attributes)
         except Exception:
             warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
             logger.debug("end failure", exc_info=True)
