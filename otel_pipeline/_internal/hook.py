@@ -16,7 +16,6 @@ from otel_pipeline._internal.runtime import STATE, Pipeline
 __all__ = ["Hook", "check_count", "check_name", "get_hook"]
 
 H = TypeVar("H", bound="Hook")
-_HOOKS: dict[tuple[type[Any], str], Any] = {}
 _HOOKS_LOCK = threading.Lock()
 
 
@@ -44,6 +43,8 @@ class Hook:
     """Base class of named hooks (see module docs)."""
 
     kind: ClassVar[str] = "hook"
+    #: This class's hooks by name (see :func:`get_hook`); each subclass gets its own.
+    _instances: ClassVar[dict[str, Any]]
 
     def __init__(self, name: str) -> None:
         self.name = check_name(f"{self.kind} name", name)
@@ -71,8 +72,11 @@ class Hook:
                     self.name,
                 )
                 logger.debug("bind failure", exc_info=True)
-        self._bound = bound
-        self._generation = generation
+        with _HOOKS_LOCK:
+            # Threads that raced here all use the first bind: hooks keep per-pipeline state on it.
+            if generation > self._generation:
+                self._bound = bound
+                self._generation = generation
 
     def _bind(self, pipeline: Pipeline) -> Any:
         """Pre-bind this hook's series on ``pipeline.registry``; subclasses override it."""
@@ -82,13 +86,23 @@ class Hook:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def get_hook(cls: type[H], name: str, *args: Any, **kwargs: Any) -> H:
-    """The cached hook of ``cls`` named ``name``, created with ``args`` on first use."""
-    key = (cls, name)
-    hook: H | None = _HOOKS.get(key)
-    if hook is None:
-        with _HOOKS_LOCK:
-            hook = _HOOKS.get(key)
-            if hook is None:
-                hook = _HOOKS[key] = cls(name, *args, **kwargs)
+def get_hook(cls: type[H], name: str) -> H:
+    """The cached hook of ``cls`` named ``name``, created on first use.
+
+    Called inline on every use (``op.queue("emails").processing()``), so the hit path is one
+    dictionary lookup in the class's own cache.
+    """
+    instances: dict[str, Any] | None = cls.__dict__.get("_instances")
+    if instances is not None:
+        hook: H | None = instances.get(name)
+        if hook is not None:
+            return hook
+    with _HOOKS_LOCK:
+        instances = cls.__dict__.get("_instances")
+        if instances is None:
+            instances = {}
+            cls._instances = instances
+        hook = instances.get(name)
+        if hook is None:
+            hook = instances[name] = cls(name)
     return hook

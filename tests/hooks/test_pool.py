@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,37 @@ def test_counts_under_concurrent_use(capture: Capture) -> None:
     assert capture.value("db.client.connection.max", attrs) == 10
     assert capture.value("connection_pool.utilization", attrs) == 0
     assert capture.spans() == []
+
+
+def test_threads_binding_at_once_share_one_set_of_counts(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = op.connection_pool("raced")
+    both_binding = threading.Barrier(2)
+    bind = type(pool)._bind
+
+    def slow_bind(self: op.ConnectionPool, pipeline: op.Pipeline) -> Any:
+        both_binding.wait(timeout=10)  # both threads are inside _bind before either finishes
+        return bind(self, pipeline)
+
+    monkeypatch.setattr(type(pool), "_bind", slow_bind)
+    release = threading.Event()
+    inside = threading.Barrier(3)
+
+    def worker() -> None:
+        with pool.connection():
+            inside.wait(timeout=10)
+            release.wait(timeout=10)
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    inside.wait(timeout=10)
+    assert _counts(capture, "raced") == {"idle": 0, "used": 2}
+    release.set()
+    for thread in workers:
+        thread.join(timeout=10)
+    assert _counts(capture, "raced") == {"idle": 2, "used": 0}
 
 
 def test_many_threads_leave_consistent_counts(capture: Capture) -> None:
