@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.runtime import STATE, Pipeline
 
-__all__ = ["Hook", "check_count", "check_name", "get_hook"]
+__all__ = ["Hook", "check_count", "check_name", "get_hook", "hooks_of"]
 
 H = TypeVar("H", bound="Hook")
 _HOOKS_LOCK = threading.Lock()
@@ -106,3 +106,9 @@ def get_hook(cls: type[H], name: str) -> H:
         if hook is None:
             hook = instances[name] = cls(name)
     return hook
+
+
+def hooks_of(cls: type[H]) -> list[H]:
+    """Every hook of exactly ``cls`` made so far (e.g. for an observable callback to walk)."""
+    instances: dict[str, H] = cls.__dict__.get("_instances") or {}
+    return list(instances.values())

@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
-from otel_pipeline._internal.hook import Hook, check_name, get_hook
+from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
 from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -138,11 +138,6 @@ class CircuitBreaker(Hook):
     """
 
     kind = "circuit breaker"
-    _instances: ClassVar[list[CircuitBreaker]] = []
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        CircuitBreaker._instances.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
@@ -327,7 +322,7 @@ ON_INSTALL.append(_bind_instrumented)
 def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
     """/health: a breaker used on this pipeline is degraded while open or half-open."""
     found = []
-    for hook in list(CircuitBreaker._instances):
+    for hook in hooks_of(CircuitBreaker):
         bound = hook._bound
         if bound is None or hook._generation != STATE.generation or STATE.pipeline is not pipeline:
             continue

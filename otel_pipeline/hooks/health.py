@@ -23,12 +23,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import Any
 
 from otel_pipeline._internal import stats as _stats  # noqa: F401  (adds /stats and /trends to the server)
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger
-from otel_pipeline._internal.hook import Hook, check_name, get_hook
+from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
 from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -254,7 +254,7 @@ class _Probe:
             run.done.set()
 
 
-def _run_all(probes: Iterable[_Probe]) -> dict[str, Outcome]:
+def _runhooks_of(probes: Iterable[_Probe]) -> dict[str, Outcome]:
     """Start every probe, then wait for each until its own deadline; never longer."""
     started = [(probe, probe.start()) for probe in probes]
     outcomes: dict[str, Outcome] = {}
@@ -326,13 +326,11 @@ class HealthTarget(Hook):
     """
 
     kind = "health target"
-    _instances: ClassVar[list[HealthTarget]] = []
 
     def __init__(self, name: str, unhealthy_after: int = 3, window: int = 100) -> None:
         super().__init__(name)
         self.unhealthy_after = unhealthy_after
         self.window = window
-        HealthTarget._instances.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _TargetSeries:
         return _TargetSeries(self, pipeline)
@@ -486,7 +484,7 @@ def _check_status(outcome: Outcome) -> tuple[str, dict[str, Any]]:
 def _check_components() -> list[tuple[str, str, dict[str, Any]]]:
     with _REGISTRY_LOCK:
         checks = dict(_CHECKS)
-    outcomes = _run_all(check.probe for check in checks.values())
+    outcomes = _runhooks_of(check.probe for check in checks.values())
     found = []
     for name, check in checks.items():
         outcome = outcomes[name]
@@ -574,7 +572,7 @@ def collect_stats(names: Iterable[str] | None = None) -> dict[str, dict[str, Any
     with _REGISTRY_LOCK:
         probes = [p for name, p in sorted(_COLLECTORS.items()) if names is None or name in names]
     start = perf_counter()
-    outcomes = _run_all(probes)
+    outcomes = _runhooks_of(probes)
     bound = get_hook(_Collection, "collectors")._current()
     if bound is not None:
         duration, runs = bound
@@ -641,12 +639,10 @@ class RefreshJob(Hook):
     """
 
     kind = "refresh job"
-    _instances: ClassVar[list[RefreshJob]] = []
 
     def __init__(self, name: str, interval: float = 60.0) -> None:
         super().__init__(name)
         self.interval = interval
-        RefreshJob._instances.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _RefreshSeries:
         return _RefreshSeries(self, pipeline)
@@ -691,14 +687,14 @@ def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
     """/health: checks (run now), targets with results, and refresh jobs, on this pipeline."""
     found = _check_components()
     checks = {name for name, _, _ in found}
-    for target in list(HealthTarget._instances):
+    for target in hooks_of(HealthTarget):
         if target.name in checks or _bound_here(target, pipeline) is None:
             continue
         snapshot = target.snapshot()
         status = snapshot.pop("status")
         if status != "unknown":
             found.append((target.name, status, {"kind": "target", **snapshot}))
-    for job in list(RefreshJob._instances):
+    for job in hooks_of(RefreshJob):
         if _bound_here(job, pipeline) is not None:
             status, details = job.health()
             found.append((f"refresh:{job.name}", status, details))

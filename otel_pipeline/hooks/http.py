@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from time import perf_counter
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -398,17 +398,14 @@ class HttpRequest:
         self.headers: dict[str, str] = {}
 
 
-class _ClientTracer:
-    """The pipeline's tracer, starting ``CLIENT`` spans."""
-
-    __slots__ = ("_tracer", "enabled")
+class _ClientTracer(HookTracer):
+    """The pipeline's tracer, starting ``CLIENT`` spans (same provider, same sampling)."""
 
     def __init__(self, tracer: HookTracer) -> None:
-        self._tracer = tracer
-        self.enabled = tracer.enabled
+        super().__init__(tracer._tracer, tracer._rate, tracer._ids)
 
-    def start(self, name: str, attributes: Any = None) -> Any:
-        return self._tracer.start(name, attributes, kind=SpanKind.CLIENT)
+    def start(self, name: str, attributes: Any = None, kind: SpanKind = SpanKind.CLIENT) -> Any:
+        return super().start(name, attributes, kind=SpanKind.CLIENT)
 
 
 class _ClientCall(Operation):
@@ -444,7 +441,7 @@ class _ClientCall(Operation):
             # Without credentials, query or fragment: those may carry secrets.
             span_attributes["url.full"] = parts._replace(netloc=netloc, query="", fragment="").geturl()
         name = "HTTP" if attributes[METHOD] == "_OTHER" else attributes[METHOD]
-        super().__init__(cast(HookTracer, _ClientTracer(tracer)), name, span_attributes, factory)
+        super().__init__(tracer, name, span_attributes, factory)
         self._instrument = instrument
         self._attributes = attributes
 
@@ -500,7 +497,7 @@ class HttpClient(Hook):
 
     def _bind(self, pipeline: Pipeline) -> tuple[Any, HookTracer]:
         assert pipeline.registry is not None
-        return pipeline.registry.instrument(CLIENT_DURATION), pipeline.tracer
+        return pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer)
 
     def request(self, method: str, url: str) -> TimedScope:
         """Time one request: ``with client.request("GET", url) as req: ...; req.status_code = 200``.

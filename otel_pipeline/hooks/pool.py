@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook
+from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of
 from otel_pipeline._internal.registry import Observed
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
@@ -185,13 +185,11 @@ class ConnectionPool(Hook):
     """A named connection pool. Get it with :func:`otel_pipeline.connection_pool`."""
 
     kind = "connection pool"
-    _instances: ClassVar[list[ConnectionPool]] = []
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.max_size: int | None = None
         self._readings: dict[str, Reading] = {}
-        ConnectionPool._instances.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
@@ -280,7 +278,7 @@ def _walker(
         if STATE.pipeline is not pipeline:
             return []
         found: list[tuple[float, dict[str, Any]]] = []
-        for hook in list(ConnectionPool._instances):
+        for hook in hooks_of(ConnectionPool):
             bound = hook._bound if hook._generation == STATE.generation else None
             if bound is not None:
                 found.extend(callback(hook, bound))
@@ -291,7 +289,7 @@ def _walker(
 
 def _bind_observed(pipeline: Pipeline) -> None:
     """Bind the pools observed through functions to a new pipeline, so that it reads them."""
-    for hook in list(ConnectionPool._instances):
+    for hook in hooks_of(ConnectionPool):
         if hook._readings:
             hook._current()
 
