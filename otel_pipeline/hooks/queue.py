@@ -29,10 +29,10 @@ from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook
+from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -136,8 +136,6 @@ WORKERS = declare(
 _MAX_VALUES = 64
 _OTHER = "_OTHER"
 _UNTRACED = HookTracer(None, 0.0, None)
-_QUEUES: list[Queue] = []
-_QUEUES_LOCK = threading.Lock()
 
 
 class _Level:
@@ -324,8 +322,6 @@ class Queue(Hook):
         self._capacity: float | None = None
         #: Worker scopes open now, in any thread: processing() looks for its worker only if > 0.
         self._workers_open = 0
-        with _QUEUES_LOCK:
-            _QUEUES.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _State:
         registry = pipeline.registry
@@ -613,12 +609,20 @@ def _observe_all(
     registry: Registry, read: Callable[[Queue, _State | None], float | None]
 ) -> Iterator[tuple[float, dict[str, Any]]]:
     """At collection: ``read`` every queue bound to ``registry`` or observed by a function."""
-    with _QUEUES_LOCK:
-        queues = list(_QUEUES)
-    for hook in queues:
+    for hook in hooks_of(Queue):
         state = hook._states.get(registry)
         if state is None and hook._depth_function is None and hook._dead_letter_function is None:
             continue
         value = read(hook, state)
         if value is not None:
             yield value, {NAME: hook.name}
+
+
+def _bind_observed(pipeline: Pipeline) -> None:
+    """Bind the queues whose depths functions read to a new pipeline, so that it reports them."""
+    for hook in hooks_of(Queue):
+        if hook._depth_function is not None or hook._dead_letter_function is not None:
+            hook._current()
+
+
+ON_INSTALL.append(_bind_observed)

@@ -442,3 +442,17 @@ async def test_not_configured_is_a_noop_and_decorations_record_once_configured()
             capture.value("queue.jobs.processed", {**EMAILS, "priority": "high", "outcome": "success"}) == 1
         )
         assert "queue.depth" not in capture.metrics()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_depth_observed_before_configure_is_reported_once_configured(mode: str) -> None:
+    early = op.queue("observed-early")
+    early.observe_depth(lambda: 4)
+    early.observe_dead_letter_depth(lambda: 1)
+    try:
+        with Capture(instrument_mode=mode) as capture:  # nothing else touches the queue
+            assert capture.value("queue.depth", {"queue.name": "observed-early"}) == 4
+            assert capture.value("queue.dead_letter.depth", {"queue.name": "observed-early"}) == 1
+    finally:
+        early.observe_depth(None)
+        early.observe_dead_letter_depth(None)
