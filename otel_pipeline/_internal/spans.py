@@ -28,7 +28,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
 
-__all__ = ["NO_SPAN", "HookTracer", "PresetIdGenerator", "SpanScope"]
+__all__ = ["NO_SPAN", "HookTracer", "PresetIdGenerator", "SpanScope", "current_span_or_none"]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -47,6 +47,14 @@ def _context_var() -> Any:
 
 
 _CONTEXT = _context_var()
+
+
+def current_span_or_none() -> Any:
+    """The current span, or None when no span is current (the cheapest check there is)."""
+    if _CONTEXT is not None:
+        return _CONTEXT.get().get(_SPAN_KEY)
+    span = trace.get_current_span()  # pragma: no cover - custom runtime context
+    return None if span is trace.INVALID_SPAN else span  # pragma: no cover
 
 
 def _make_current(span: Any) -> object:
@@ -132,6 +140,9 @@ class HookTracer:
         self._tracer = tracer
         #: False when tracing is off: callers skip :meth:`start` altogether.
         self.enabled = tracer is not None
+        #: Whether a span with no parent can be sampled; when not, a span is needed only under a
+        #: sampled parent, and callers may skip :meth:`start` when no span is current at all.
+        self.roots = tracer is not None and rate > 0.0
         self._ids = ids
         self._rate = rate
         self._bound = TraceIdRatioBased.get_bound_for_rate(rate)

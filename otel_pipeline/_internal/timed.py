@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.spans import NO_SPAN, HookTracer
+from otel_pipeline._internal.spans import NO_SPAN, HookTracer, current_span_or_none
 
 __all__ = ["Deadline", "Noop", "Operation", "Timed", "TimedScope", "decorate", "error_type"]
 
@@ -108,8 +108,9 @@ class Timed:
     def __enter__(self) -> Any:
         op = self._op
         try:
-            if op.tracer.enabled:
-                self._scope = op.tracer.start(op.span_name, op.span_attributes)
+            tracer = op.tracer
+            if tracer.roots or (tracer.enabled and current_span_or_none() is not None):
+                self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception:
             warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)
@@ -126,7 +127,9 @@ class Timed:
             try:
                 op.end(duration, exc_type, self)
             finally:  # a fault in recording must not leave the span open and current
-                self._scope.end(exc, self.span_attributes)
+                scope = self._scope
+                if scope is not NO_SPAN:
+                    scope.end(exc, self.span_attributes)
         except Exception:
             warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
             logger.debug("end failure", exc_info=True)
