@@ -26,16 +26,15 @@ from prometheus_client import Histogram as PromHistogram
 
 import otel_pipeline as op
 from otel_pipeline._internal import runtime
-from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.spec import Kind, MetricSpec
 from otel_pipeline.config import DEFAULT_DURATION_BUCKETS
 
 __all__ = ["run"]
 
 ATTRS = {"queue.name": "bench"}
 OK = {"queue.name": "bench", "outcome": "success"}
-BENCH_COUNTER = declare("bench.counter", Kind.COUNTER, "1", "Benchmark counter.", ["k"], hook="bench")
-BENCH_HISTOGRAM = declare("bench.histogram", Kind.HISTOGRAM, "s", "Benchmark histogram.", ["k"], hook="bench")
+BENCH_COUNTER = MetricSpec("bench.counter", Kind.COUNTER, "1", "Benchmark counter.", ("k",), "bench")
+BENCH_HISTOGRAM = MetricSpec("bench.histogram", Kind.HISTOGRAM, "s", "Benchmark histogram.", ("k",), "bench")
 
 
 def _time(cases: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:

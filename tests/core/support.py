@@ -10,16 +10,16 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData
 
 from otel_pipeline._internal import runtime
-from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.spec import Kind, MetricSpec
 from otel_pipeline.config import Config
 
-COUNTER = declare("test.core.counter", Kind.COUNTER, "{item}", "Test counter.", ["k"], hook="test")
-UPDOWN = declare(
-    "test.core.updown", Kind.UP_DOWN_COUNTER, "{item}", "Test up-down counter.", ["k"], hook="test"
+COUNTER = MetricSpec("test.core.counter", Kind.COUNTER, "{item}", "Test counter.", ("k",), "test")
+UPDOWN = MetricSpec(
+    "test.core.updown", Kind.UP_DOWN_COUNTER, "{item}", "Test up-down counter.", ("k",), "test"
 )
-GAUGE = declare("test.core.gauge", Kind.GAUGE, "1", "Test gauge.", ["k"], hook="test")
-HISTOGRAM = declare("test.core.histogram", Kind.HISTOGRAM, "s", "Test histogram.", ["k"], hook="test")
+GAUGE = MetricSpec("test.core.gauge", Kind.GAUGE, "1", "Test gauge.", ("k",), "test")
+HISTOGRAM = MetricSpec("test.core.histogram", Kind.HISTOGRAM, "s", "Test histogram.", ("k",), "test")
+# Not declared in the catalogue: these exist for the core's tests only.
 SPECS = {"counter": COUNTER, "updown": UPDOWN, "gauge": GAUGE, "histogram": HISTOGRAM}
 
 
