@@ -60,10 +60,8 @@ def current_span_or_none() -> Any:
 def _make_current(span: Any) -> object:
     """Make ``span`` the current span; returns the token to restore the previous context."""
     if _CONTEXT is not None:
-        current = _CONTEXT.get()
-        values = dict(current)
-        values[_SPAN_KEY] = span
-        return _CONTEXT.set(Context(values))
+        # {**ctx} copies a Context (a dict subclass) faster than dict(ctx).
+        return _CONTEXT.set(Context({**_CONTEXT.get(), _SPAN_KEY: span}))
     return otel_context.attach(trace.set_span_in_context(span))  # pragma: no cover
 
 
@@ -120,6 +118,42 @@ class SpanScope:
         _restore(self._token)
 
 
+class _UnsampledRoot(NonRecordingSpan):
+    """A non-recording, unsampled root span whose SpanContext is built only if someone asks.
+
+    Most unsampled roots are never looked at (no child span, no propagation), so the tuple is
+    not built up front; its ids are drawn up front, so every reader sees the same context.
+    """
+
+    def __init__(self, trace_id: int, span_id: int) -> None:  # no super(): _context is lazy
+        self._ids = (trace_id, span_id)
+        self._context: SpanContext | None = None  # type: ignore[assignment]
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            trace_id, span_id = self._ids
+            # Ids we drew are valid by construction: skip SpanContext's validating __new__.
+            context = tuple.__new__(
+                SpanContext, (trace_id, span_id, False, _UNSAMPLED, DEFAULT_TRACE_STATE, True)
+            )
+            self._context = context
+        return context
+
+
+class _UnsampledScope:
+    """An unsampled root made current: ending it only restores the context."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: Any, token: object) -> None:
+        self.span = span
+        self._token = token
+
+    def end(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        _restore(self._token)
+
+
 class _NoSpan:
     """Returned when no span is needed: ending it does nothing."""
 
@@ -164,13 +198,8 @@ class HookTracer:
                 return NO_SPAN
             trace_id = random.getrandbits(128) or 1
             if trace_id & _TRACE_ID_LIMIT >= self._bound:
-                # Ids we drew are valid by construction: skip SpanContext's validating __new__.
-                span_context = tuple.__new__(
-                    SpanContext,
-                    (trace_id, random.getrandbits(64) or 1, False, _UNSAMPLED, DEFAULT_TRACE_STATE, True),
-                )
-                unsampled = NonRecordingSpan(span_context)
-                return SpanScope(unsampled, _make_current(unsampled))
+                unsampled = _UnsampledRoot(trace_id, random.getrandbits(64) or 1)
+                return _UnsampledScope(unsampled, _make_current(unsampled))
             if self._ids is not None:
                 self._ids.preset_trace_id(trace_id)
         span = tracer.start_span(name, kind=kind, attributes=attributes)
