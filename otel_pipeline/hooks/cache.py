@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook
+from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -69,9 +69,6 @@ ENTRIES_LIMIT = declare(
 SIZE = declare(
     "cache.size", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By", "Memory the cache's entries use.", _ATTRS, hook=HOOK
 )
-
-_CACHES: list[Cache] = []
-_CACHES_LOCK = threading.Lock()
 
 
 class _Source:
@@ -169,8 +166,6 @@ class Cache(Hook):
         self._sources: list[_Source] = []
         #: "entries" / "bytes" / "max_entries" -> the function that observes it.
         self._observed: dict[str, Callable[[], float]] = {}
-        with _CACHES_LOCK:
-            _CACHES.append(self)
 
     # -- binding ----------------------------------------------------------------------------
 
@@ -394,9 +389,7 @@ Observations = Iterator[tuple[float, dict[str, Any]]]
 
 def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | None]) -> Observations:
     """At collection: bring the wrapped caches' lookups up to date, then ``read`` every cache."""
-    with _CACHES_LOCK:
-        caches = list(_CACHES)
-    for hook in caches:
+    for hook in hooks_of(Cache):
         if not hook._sources and not hook._observed and registry not in hook._states:
             continue
         try:
@@ -414,10 +407,9 @@ def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | Non
 
 def _bind_observed(pipeline: Pipeline) -> None:
     """Bind the caches that report observed values (sizes, wrapped caches) to a new pipeline."""
-    with _CACHES_LOCK:
-        caches = [hook for hook in _CACHES if hook._sources or hook._observed]
-    for hook in caches:
-        hook._current()
+    for hook in hooks_of(Cache):
+        if hook._sources or hook._observed:
+            hook._current()
 
 
 ON_INSTALL.append(_bind_observed)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.hook import Hook, get_hook, hooks_of
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -39,9 +39,6 @@ DUPLICATE_RATIO = declare(
     _ATTRS,
     hook=HOOK,
 )
-
-_DEDUPS: list[Dedup] = []
-_DEDUPS_LOCK = threading.Lock()
 
 
 class _State:
@@ -72,8 +69,6 @@ class Dedup(Hook):
         super().__init__(name)
         self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
         self._states_lock = threading.Lock()
-        with _DEDUPS_LOCK:
-            _DEDUPS.append(self)
 
     def _bind(self, pipeline: Pipeline) -> _State:
         registry = pipeline.registry
@@ -119,9 +114,7 @@ def dedup(name: str) -> Dedup:
 
 
 def _ratios(registry: Registry) -> Iterator[tuple[float, dict[str, Any]]]:
-    with _DEDUPS_LOCK:
-        hooks = list(_DEDUPS)
-    for hook in hooks:
+    for hook in hooks_of(Dedup):
         state = hook._states.get(registry)
         if state is None:
             continue
