@@ -10,6 +10,8 @@ preceded by ``<!-- not-run -->`` is only shown, not run: keep those rare.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import os
 import re
 import subprocess
@@ -192,3 +194,18 @@ def test_examples_run_with_a_free_prometheus_port_and_no_otel_variables(
     monkeypatch.setenv("EXPECTED_CWD", str(tmp_path))
     result = run_block(Block("x.md", 1, "python", code, False), tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "otel_pipeline.hooks.cache",
+        "otel_pipeline.hooks.dedup",
+        "otel_pipeline.hooks.checkpoint",
+        "otel_pipeline._internal.promnames",
+        "otel_pipeline._internal.docgen",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert (result.failed, result.attempted > 0) == (0, True)
