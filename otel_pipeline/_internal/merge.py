@@ -58,6 +58,7 @@ def attach_core(
     if original is None:
         raise RuntimeError("attach_core needs a reader registered on a MeterProvider")
     owner_pid = os.getpid()
+    index = registry.add_reader()
 
     def collect(reader_: MetricReader, timeout_millis: float = 10_000, **kwargs: Any) -> MetricsData | None:
         if os.getpid() != owner_pid:
@@ -66,7 +67,7 @@ def attach_core(
         if registry.mode != "core":
             return data
         try:
-            metrics = registry.collect(time_ns())
+            metrics = registry.collect(time_ns(), index)
         except Exception:  # a fault in the core must not cost the user's own metrics
             logger.exception("otel_pipeline: collecting the core's series failed")
             return data

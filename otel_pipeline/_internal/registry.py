@@ -73,22 +73,24 @@ class Instrument(Protocol):
 class CoreInstrument:
     """A metric whose series aggregate in process, capped at ``limit`` distinct attribute sets."""
 
-    def __init__(self, spec: MetricSpec, buckets: tuple[float, ...], limit: int) -> None:
+    def __init__(self, spec: MetricSpec, buckets: tuple[float, ...], limit: int, readers: int = 1) -> None:
         self.spec = spec
         self._buckets = buckets
         self._limit = limit
+        #: How many readers collect this instrument (each has exemplar reservoirs of its own).
+        self._readers = readers
         self._series: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
     def _new_series(self, attributes: dict[str, Any], lock: Lock | None = None) -> Any:
         kind = self.spec.kind
         if kind is Kind.COUNTER:
-            return CounterSeries(self.spec.name, attributes, lock)
+            return CounterSeries(self.spec.name, attributes, lock, self._readers)
         if kind is Kind.UP_DOWN_COUNTER:
-            return UpDownCounterSeries(self.spec.name, attributes, lock)
+            return UpDownCounterSeries(self.spec.name, attributes, lock, self._readers)
         if kind is Kind.GAUGE:
-            return GaugeSeries(self.spec.name, attributes, lock)
-        return HistogramSeries(self.spec.name, attributes, self._buckets, lock)
+            return GaugeSeries(self.spec.name, attributes, lock, self._readers)
+        return HistogramSeries(self.spec.name, attributes, self._buckets, lock, self._readers)
 
     def bind(self, attributes: Mapping[str, AttributeValue] | None = None, lock: Lock | None = None) -> Any:
         """The series for this attribute set; the overflow series once the cap is reached.
@@ -124,19 +126,21 @@ class CoreInstrument:
     def series_count(self) -> int:
         return len(self._series)
 
-    def collect(self, now: int) -> Metric | None:
-        """A metric with one cumulative point per series that has been recorded into."""
+    def collect(self, now: int, reader: int = 0) -> Metric | None:
+        """A metric with one cumulative point per series recorded into, with ``reader``'s exemplars."""
         with self._lock:
             all_series = list(self._series.values())
         spec = self.spec
         if spec.kind is Kind.HISTOGRAM:
-            histogram_points = [p for p in (_histogram_point(s, now) for s in all_series) if p is not None]
+            histogram_points = [
+                p for p in (_histogram_point(s, now, reader) for s in all_series) if p is not None
+            ]
             if not histogram_points:
                 return None
             data: Any = Histogram(data_points=histogram_points, aggregation_temporality=_CUMULATIVE)
         else:
             number_points = [
-                p for p in (_number_point(s, now, spec.kind) for s in all_series) if p is not None
+                p for p in (_number_point(s, now, spec.kind, reader) for s in all_series) if p is not None
             ]
             if not number_points:
                 return None
@@ -157,8 +161,8 @@ def _exemplar(raw: RawExemplar, attributes: dict[str, Any]) -> Exemplar:
     return Exemplar({} if attributes else None, value, time_unix_nano, span_id, trace_id)
 
 
-def _number_point(series: SumSeries, now: int, kind: Kind) -> NumberDataPoint | None:
-    touched, value, raw = series.snapshot()
+def _number_point(series: SumSeries, now: int, kind: Kind, reader: int) -> NumberDataPoint | None:
+    touched, value, raw = series.snapshot(reader)
     if not touched:
         return None
     return NumberDataPoint(
@@ -170,8 +174,8 @@ def _number_point(series: SumSeries, now: int, kind: Kind) -> NumberDataPoint | 
     )
 
 
-def _histogram_point(series: HistogramSeries, now: int) -> HistogramDataPoint | None:
-    counts, total, minimum, maximum, raws = series.snapshot()
+def _histogram_point(series: HistogramSeries, now: int, reader: int) -> HistogramDataPoint | None:
+    counts, total, minimum, maximum, raws = series.snapshot(reader)
     count = sum(counts)
     if not count:
         return None
@@ -235,7 +239,7 @@ class SdkInstrument:
                 self._cache[key] = series
         return series
 
-    def collect(self, now: int) -> Metric | None:
+    def collect(self, now: int, reader: int = 0) -> Metric | None:
         return None  # the SDK collects its own instruments
 
 
@@ -255,6 +259,8 @@ class Registry:
         self.buckets = buckets
         self.cardinality_limit = cardinality_limit
         self.enabled = True
+        #: Readers attached so far (see ``add_reader``); fixed before any hook binds a series.
+        self.readers = 0
         self._instruments: dict[str, CoreInstrument | SdkInstrument] = {}
         self._observed: set[str] = set()
         self._lock = threading.Lock()
@@ -270,7 +276,7 @@ class Registry:
             found = self._instruments.get(spec.name)
             if found is None:
                 if self.mode == "core":
-                    found = CoreInstrument(spec, self.buckets, self.cardinality_limit)
+                    found = CoreInstrument(spec, self.buckets, self.cardinality_limit, max(1, self.readers))
                 else:
                     found = SdkInstrument(spec, self.meter, self.buckets, self.cardinality_limit)
                 self._instruments[spec.name] = found
@@ -307,15 +313,21 @@ class Registry:
         }[spec.kind]
         create(spec.name, [observations], spec.unit, spec.description)
 
-    def collect(self, now: int) -> list[Metric]:
-        """Points of every core-mode instrument (empty in sdk mode)."""
+    def add_reader(self) -> int:
+        """Register one more reader of this registry; returns its index (for its exemplars)."""
+        with self._lock:
+            self.readers += 1
+            return self.readers - 1
+
+    def collect(self, now: int, reader: int = 0) -> list[Metric]:
+        """Points of every core-mode instrument (empty in sdk mode), as reader ``reader`` sees them."""
         if not self.enabled:
             return []
         with self._lock:
             instruments = list(self._instruments.values())
         metrics = []
         for instrument in instruments:
-            metric = instrument.collect(now)
+            metric = instrument.collect(now, reader)
             if metric is not None:
                 metrics.append(metric)
         return metrics

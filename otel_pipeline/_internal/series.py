@@ -6,7 +6,9 @@ registry turns series into OpenTelemetry points at collection time.
 
 Exemplar reservoirs follow the SDK's defaults exactly: one exemplar per histogram bucket (the
 last measurement in it), and for sums and gauges a size-1 reservoir sample drawn with the same
-``random.randrange`` calls, both reset at every collection.
+``random.randrange`` calls. As in the SDK, each reader has reservoirs of its own, offered to in
+reader order and reset when that reader collects: a summary or /stats collection never takes
+the exemplars a Prometheus scrape would have shown. They are allocated on the first offer.
 """
 
 from __future__ import annotations
@@ -39,32 +41,41 @@ RawExemplar = tuple[float, int, int, int]
 class SumSeries:
     """Shared storage of counters and up-down counters."""
 
-    __slots__ = ("_ex", "_ex_seen", "_lock", "_touched", "_value", "attributes", "name", "start_time")
+    __slots__ = ("_ex", "_lock", "_readers", "_touched", "_value", "attributes", "name", "start_time")
 
-    def __init__(self, name: str, attributes: Attributes, lock: Lock | None = None) -> None:
+    def __init__(self, name: str, attributes: Attributes, lock: Lock | None = None, readers: int = 1) -> None:
         self.name = name
         self.attributes = attributes
         self.start_time = time_ns()
         self._lock = lock or threading.Lock()
         self._value: float = 0
         self._touched = False
-        self._ex: RawExemplar | None = None
-        self._ex_seen = 0
+        self._readers = readers
+        #: Per reader: [measurements offered since its last collection, the sampled exemplar].
+        self._ex: list[list[Any]] | None = None
 
     def _offer(self, value: float) -> None:
         ids = current_sampled_ids()
         if ids is None:
             return
-        now = time_ns()
+        exemplar = (value, time_ns(), ids[0], ids[1])
         with self._lock:
-            self._ex_seen += 1
-            if self._ex_seen == 1 or randrange(0, self._ex_seen) == 0:
-                self._ex = (value, now, ids[0], ids[1])
+            slots = self._ex
+            if slots is None:
+                slots = self._ex = [[0, None] for _ in range(self._readers)]
+            for slot in slots:  # the SDK's SimpleFixedSizeExemplarReservoir(size=1), per reader
+                slot[0] += 1
+                if slot[0] == 1 or randrange(0, slot[0]) == 0:
+                    slot[1] = exemplar
 
-    def snapshot(self) -> tuple[bool, float, RawExemplar | None]:
-        """(touched, value, exemplar) under the lock; the exemplar reservoir is reset."""
+    def snapshot(self, reader: int = 0) -> tuple[bool, float, RawExemplar | None]:
+        """(touched, value, exemplar) under the lock; ``reader``'s exemplar reservoir is reset."""
         with self._lock:
-            exemplar, self._ex, self._ex_seen = self._ex, None, 0
+            exemplar = None
+            slots = self._ex
+            if slots is not None and reader < len(slots):
+                slot = slots[reader]
+                exemplar, slot[0], slot[1] = slot[1], 0, None
             return self._touched, self._value, exemplar
 
 
@@ -135,6 +146,7 @@ class HistogramSeries:
         "_lock",
         "_max",
         "_min",
+        "_readers",
         "_sum",
         "attributes",
         "name",
@@ -142,7 +154,12 @@ class HistogramSeries:
     )
 
     def __init__(
-        self, name: str, attributes: Attributes, bounds: tuple[float, ...], lock: Lock | None = None
+        self,
+        name: str,
+        attributes: Attributes,
+        bounds: tuple[float, ...],
+        lock: Lock | None = None,
+        readers: int = 1,
     ) -> None:
         self.name = name
         self.attributes = attributes
@@ -153,7 +170,9 @@ class HistogramSeries:
         self._sum: float = 0
         self._min: float = math.inf
         self._max: float = -math.inf
-        self._ex: dict[int, RawExemplar] = {}
+        self._readers = readers
+        #: Per reader: the last exemplar of each bucket since that reader's last collection.
+        self._ex: list[dict[int, RawExemplar]] | None = None
 
     def record(self, value: float) -> None:
         """Record one non-negative measurement (negative ones are dropped, as the SDK does)."""
@@ -180,16 +199,23 @@ class HistogramSeries:
         if ids is not None:
             exemplar = (value, time_ns(), ids[0], ids[1])
             with self._lock:
-                self._ex[index] = exemplar
+                slots = self._ex
+                if slots is None:
+                    slots = self._ex = [{} for _ in range(self._readers)]
+                for buckets in slots:  # the SDK's AlignedHistogramBucketExemplarReservoir, per reader
+                    buckets[index] = exemplar
 
     @property
     def bounds(self) -> tuple[float, ...]:
         return self._bounds
 
-    def snapshot(self) -> tuple[list[int], float, float, float, list[RawExemplar]]:
-        """(bucket counts, sum, min, max, exemplars by bucket) under the lock; exemplars reset."""
+    def snapshot(self, reader: int = 0) -> tuple[list[int], float, float, float, list[RawExemplar]]:
+        """(bucket counts, sum, min, max, exemplars by bucket) under the lock; ``reader``'s reset."""
         with self._lock:
-            exemplars, self._ex = self._ex, {}
+            exemplars: dict[int, RawExemplar] = {}
+            slots = self._ex
+            if slots is not None and reader < len(slots):
+                exemplars, slots[reader] = slots[reader], {}
             return (
                 list(self._counts),
                 self._sum,

@@ -25,9 +25,10 @@ SPECS = {"counter": COUNTER, "updown": UPDOWN, "gauge": GAUGE, "histogram": HIST
 
 @contextmanager
 def pipeline_in(mode: str, **options: Any) -> Iterator[runtime.Pipeline]:
-    """A current pipeline with only the local reader (one reader: one exemplar reservoir per series)."""
+    """A current pipeline with the local reader, plus ``extra_readers=[...]`` if given."""
+    extra_readers = options.pop("extra_readers", None)
     config = Config.resolve({}, service_name="diff", exporter="none", instrument_mode=mode, **options)
-    pipeline = runtime.build_pipeline(config, serve=False)
+    pipeline = runtime.build_pipeline(config, serve=False, extra_readers=extra_readers)
     previous = runtime.install(pipeline)
     try:
         yield pipeline

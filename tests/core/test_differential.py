@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_pipeline as op
 from otel_pipeline._internal import timed
@@ -126,6 +127,26 @@ def test_a_known_sequence_exports_known_values(monkeypatch: pytest.MonkeyPatch) 
             (("outcome", "success"), ("queue.name", "q0")): (1,),
             (("error.type", "ValueError"), ("outcome", "failure"), ("queue.name", "q0")): (1,),
         }
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=operations, second=operations)
+def test_each_reader_keeps_its_own_exemplars_as_in_the_sdk(
+    first: list[tuple[Any, ...]], second: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two readers; one collects between the two halves: each sees what it would with the SDK."""
+    exported = {}
+    for mode in ("core", "sdk"):
+        clock = ScriptedClock()
+        monkeypatch.setattr(timed, "perf_counter", clock)
+        random.seed(99)
+        other = InMemoryMetricReader()
+        with pipeline_in(mode, trace_sample_rate=1.0, extra_readers=[other]) as pipeline:
+            _apply(pipeline, first, clock)
+            early = normal_form(other.get_metrics_data())
+            _apply(pipeline, second, clock)
+            exported[mode] = (early, normal_form(other.get_metrics_data()), normal_form(pipeline.collect()))
+    assert exported["core"] == exported["sdk"]
 
 
 @pytest.mark.parametrize("limit", [1, 3])
