@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,13 @@ class World:
         queue.observe_depth(lambda: len(self.jobs))
         queue.observe_dead_letter_depth(lambda: len(self.dead_letters))
         self.api_health = op.health_target("orders-api")
+
+    def close(self) -> None:
+        """Detach what the hooks read from this world (hooks outlive it: they are cached by name)."""
+        queue = op.queue("notifications")
+        queue.observe_depth(None)
+        queue.observe_dead_letter_depth(None)
+        queue.set_capacity(None)
 
     # -- the outside world ----------------------------------------------------------------------
 
@@ -379,7 +386,8 @@ def run_demo(
         otlp_endpoint=otlp_endpoint,
         export_interval=5.0 if exporter == "otlp" else None,
     )
-    try:
+    with ExitStack() as cleanup:
+        cleanup.callback(op.shutdown)
         if not quiet:
             where = pipeline.metrics_url or f"OTLP {pipeline.config.resolved_otlp_endpoint}"
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
@@ -388,15 +396,18 @@ def run_demo(
             )
         op.monitor_resources(interval=1.0)
         world = World(seed)
+        cleanup.callback(world.close)
         op.checkpoint("orders-listener").recovered()
         op.register_health_check(
             "notifications-backlog",
             lambda: "degraded" if len(world.jobs) > 200 else "healthy",
             critical=False,
         )
+        cleanup.callback(op.unregister_health_check, "notifications-backlog")
         op.register_collector(
             "demo", lambda: {"cycles": world.cycles, "offset": world.offset, "backlog": len(world.jobs)}
         )
+        cleanup.callback(op.unregister_collector, "demo")
         deadline = None if duration is None else time.monotonic() + duration
         with _stop_on_signals(stop), op.live_progress(console=out, enabled=None if not quiet else False):
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -409,7 +420,3 @@ def run_demo(
         if not quiet:
             op.print_summary(console=out)
         return report
-    finally:
-        op.unregister_health_check("notifications-backlog")
-        op.unregister_collector("demo")
-        op.shutdown()
