@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import queue
 import random
 import signal
 import threading
@@ -125,7 +126,9 @@ class World:
         self.seen: deque[str] = deque(maxlen=500)
         self.jobs: deque[Job] = deque()
         self.dead_letters: list[Job] = []
-        self.inbox: list[Order] = []
+        #: Webhook deliveries wait here for the next fetch (a standard-library queue, instrumented).
+        self.inbox: queue.Queue[Order] = queue.Queue(maxsize=1000)
+        op.instrument_queue(self.inbox, "webhook-inbox")
         self.next_id = 0
         self.offset = 0
         self.cycles = 0
@@ -133,17 +136,18 @@ class World:
         #: The API is down for cycles [start, end): the first outage is scripted, later ones random.
         self.outage = (6, 9)
         self.webhooks = op.WSGIMiddleware(self._webhook_app, route=lambda environ: "/webhooks/orders")
-        queue = op.queue("notifications", capacity=500)
-        queue.observe_depth(lambda: len(self.jobs))
-        queue.observe_dead_letter_depth(lambda: len(self.dead_letters))
+        notifications = op.queue("notifications", capacity=500)
+        notifications.observe_depth(lambda: len(self.jobs))
+        notifications.observe_dead_letter_depth(lambda: len(self.dead_letters))
         self.api_health = op.health_target("orders-api")
 
     def close(self) -> None:
         """Detach what the hooks read from this world (hooks outlive it: they are cached by name)."""
-        queue = op.queue("notifications")
-        queue.observe_depth(None)
-        queue.observe_dead_letter_depth(None)
-        queue.set_capacity(None)
+        notifications = op.queue("notifications")
+        notifications.observe_depth(None)
+        notifications.observe_dead_letter_depth(None)
+        notifications.set_capacity(None)
+        op.uninstrument_queue(self.inbox)
 
     # -- the outside world ----------------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class World:
         if self.rng.random() < 0.05:
             start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
             return [b"try again"]
-        self.inbox.append(self._order())
+        self.inbox.put(self._order())
         start_response("202 Accepted", [("Content-Type", "text/plain")])
         return [b"accepted"]
 
@@ -212,7 +216,9 @@ class World:
 def fetch(world: World) -> list[Order]:
     """A batch from the orders API (through the breaker, as an action and an HTTP call), plus webhooks."""
     world.deliver_webhooks(world.rng.randrange(1, 5))
-    batch, world.inbox = world.inbox, []
+    batch = []
+    while not world.inbox.empty():
+        batch.append(world.inbox.get_nowait())
     with (
         world.breaker.call(),
         op.actions(API).track("fetch_batch", timeout=0.06),
