@@ -12,8 +12,12 @@ import threading
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ConsoleMetricExporter,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 import otel_pipeline as op
 from otel_pipeline._internal import runtime
@@ -440,3 +444,19 @@ def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_console_exporter_batches_to_stdout() -> None:
+    pipeline = op.configure(service_name="orders", exporter="console", export_interval=3600)
+    assert pipeline.meter_provider is not None
+    assert pipeline.tracer_provider is not None
+    readers = [
+        r for r in pipeline.meter_provider._metric_readers if isinstance(r, PeriodicExportingMetricReader)
+    ]
+    assert [type(r._exporter) for r in readers] == [ConsoleMetricExporter]
+    batch = [
+        p
+        for p in pipeline.tracer_provider._active_span_processor._span_processors
+        if isinstance(p, BatchSpanProcessor)
+    ]
+    assert [type(p.span_exporter) for p in batch] == [ConsoleSpanExporter]
