@@ -18,7 +18,9 @@ def test_queue_processing_records_exact_values(mode: str) -> None:
         attrs = {"queue.name": "emails"}
         assert capture.value("queue.jobs.enqueued", attrs) == 3
         assert capture.value("queue.jobs.processed", {**attrs, "outcome": "success"}) == 1
-        failure = capture.point("queue.job.duration", {**attrs, "outcome": "failure", "error.type": "KeyError"})
+        failure = capture.point(
+            "queue.job.duration", {**attrs, "outcome": "failure", "error.type": "KeyError"}
+        )
         assert failure.count == 1
         assert capture.value("queue.jobs.in_progress", attrs) == 0
         assert [s.name for s in capture.spans()] == ["queue.process emails"] * 2
