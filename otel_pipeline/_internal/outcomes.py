@@ -14,9 +14,8 @@ success — under one shared lock; other outcomes (``failure`` with ``error.type
 from __future__ import annotations
 
 import threading
-from typing import Any
-
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.series import CounterSeries, HistogramSeries, UpDownCounterSeries, finish_fused
@@ -61,7 +60,9 @@ class OutcomeSeries:
         self._duration = registry.instrument(duration)
         self._base = dict(attributes)
         self._lock = lock = threading.Lock()
-        self._in_progress: Any = registry.instrument(in_progress).bind(self._base, lock) if in_progress else None
+        self._in_progress: Any = (
+            registry.instrument(in_progress).bind(self._base, lock) if in_progress else None
+        )
         ok = {**self._base, outcome_key: success}
         self._ok_count: Any = self._count.bind(ok, lock)
         self._ok_duration: Any = self._duration.bind(ok, lock)
@@ -150,6 +151,8 @@ class OutcomeOperation(Operation):
         outcomes = self.outcomes
         if exc_type is None and outcomes._fused:
             # The hot path: one call, one lock.
-            finish_fused(outcomes._lock, outcomes._in_progress, outcomes._ok_count, outcomes._ok_duration, duration)
+            finish_fused(
+                outcomes._lock, outcomes._in_progress, outcomes._ok_count, outcomes._ok_duration, duration
+            )
         else:
             outcomes.end(duration, None if exc_type is None else failure_attributes(exc_type))
