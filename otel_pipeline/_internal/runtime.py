@@ -133,8 +133,15 @@ class Pipeline:
             threading.Thread(target=step, name=f"otel-pipeline-shutdown-{what}", daemon=True)
             for what, step in (("spans", self._flush_spans), ("metrics", self._flush_metrics))
         ]
-        for thread in flushes:
-            thread.start()
+        try:
+            for thread in flushes:
+                thread.start()
+        except RuntimeError:
+            # Some Pythons (3.12.0/3.12.1) refuse new threads in atexit handlers: flush inline,
+            # each export still limited by export_timeout.
+            self._flush_spans()
+            self._flush_metrics()
+            return True
         for thread in flushes:
             thread.join(max(0.0, deadline - time.monotonic()))
         finished = not any(thread.is_alive() for thread in flushes)
