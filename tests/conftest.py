@@ -14,6 +14,7 @@ import pytest
 
 from otel_pipeline._internal import runtime
 from otel_pipeline._internal.errors import reset_warnings
+from otel_pipeline._internal.hook import forget_hooks
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +28,4 @@ def global_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any
     reset_warnings()
     yield calls
     runtime.shutdown(timeout=5)
+    forget_hooks()

@@ -112,3 +112,19 @@ def hooks_of(cls: type[H]) -> list[H]:
     """Every hook of exactly ``cls`` made so far (e.g. for an observable callback to walk)."""
     instances: dict[str, H] = cls.__dict__.get("_instances") or {}
     return list(instances.values())
+
+
+def forget_hooks() -> None:
+    """Forget every cached hook, so the next ``op.queue(name)`` makes a new one (test isolation).
+
+    Hooks hold what users registered on them (depth and size callbacks, observed pools); a test
+    suite calls this between tests so that one test's registrations never reach another's data.
+    """
+    pending = [Hook]
+    with _HOOKS_LOCK:
+        while pending:
+            cls = pending.pop()
+            pending.extend(cls.__subclasses__())
+            instances = cls.__dict__.get("_instances")
+            if instances is not None:
+                instances.clear()
