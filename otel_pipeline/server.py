@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,7 +55,7 @@ class MetricsServer:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         handler = _handler_class(self)
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        server_class = _IPv6Server if ":" in host else _Server
         try:
             self._httpd = server_class((host, port), handler)
         except OSError as error:
@@ -120,7 +121,18 @@ class MetricsServer:
                 self._connections.discard(connection)
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server whose request errors go to our logger, not to stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):  # the client went away mid-response: routine
+            logger.debug("http: client %s disconnected: %r", client_address, error)
+        else:
+            logger.exception("otel_pipeline: error serving %s", client_address)
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
