@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from otel_pipeline._internal.exemplars import TRACKER
+from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.spans import PresetIdGenerator
 from otel_pipeline.config import Config
 
@@ -123,6 +124,7 @@ class Built:
     readers: list[MetricReader] = field(default_factory=list)
     prometheus_registry: Any = None
     local_reader: InMemoryMetricReader | None = None
+    export_state: ExportState = field(default_factory=ExportState)
 
 
 def metric_readers(config: Config) -> Built:
@@ -137,6 +139,7 @@ def metric_readers(config: Config) -> Built:
         built.readers.append(built.prometheus_registry)
     elif config.exporter in ("otlp", "console"):
         exporter = otlp_metric_exporter(config) if config.exporter == "otlp" else ConsoleMetricExporter()
+        built.export_state.watch(exporter, "metrics")
         built.readers.append(
             PeriodicExportingMetricReader(
                 exporter,
@@ -156,7 +159,10 @@ def build_meter_provider(resource: Resource, readers: list[MetricReader]) -> Met
 
 
 def build_tracer_provider(
-    config: Config, resource: Resource, processors: list[SpanProcessor] | None = None
+    config: Config,
+    resource: Resource,
+    processors: list[SpanProcessor] | None = None,
+    export_state: ExportState | None = None,
 ) -> tuple[TracerProvider, PresetIdGenerator]:
     """A tracer provider with parent-based ratio sampling, our id generator and exporters."""
     ids = PresetIdGenerator()
@@ -173,7 +179,7 @@ def build_tracer_provider(
     elif config.exporter == "otlp" or (config.exporter == "prometheus" and config.otlp_endpoint):
         provider.add_span_processor(
             BatchSpanProcessor(
-                otlp_span_exporter(config),
+                (export_state or ExportState()).watch(otlp_span_exporter(config), "spans"),
                 schedule_delay_millis=min(config.export_interval, 5.0) * 1000.0,
                 export_timeout_millis=config.export_timeout * 1000.0,
             )

@@ -24,7 +24,7 @@ _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
 def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy."""
-    components: dict[str, Any] = {"exporter": {"status": "healthy", "exporter": pipeline.config.exporter}}
+    components: dict[str, Any] = {"exporter": pipeline.export_state.component(pipeline.config.exporter)}
     for source in list(HEALTH_SOURCES):
         try:
             reported = list(source(pipeline))

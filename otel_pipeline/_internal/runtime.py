@@ -25,6 +25,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_pipeline._internal import providers
 from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.merge import attach_core
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.spans import HookTracer
@@ -71,6 +72,7 @@ class Pipeline:
         local_reader: InMemoryMetricReader | None = None,
         server: Any = None,
         resource: Resource | None = None,
+        export_state: ExportState | None = None,
     ) -> None:
         self.config = config
         self.meter_provider = meter_provider
@@ -80,6 +82,8 @@ class Pipeline:
         self.local_reader = local_reader
         self.server = server
         self.resource = resource
+        #: Results of the exports to the receiver, for /health (none when nothing is exported).
+        self.export_state = export_state or ExportState()
         #: True for a test capture (otel_pipeline.testing): configure() then returns it as is.
         self.captured = False
         self._closed = False
@@ -235,7 +239,9 @@ def build_pipeline(
     )
     for reader in readers:
         attach_core(reader, registry, resource, SCOPE)
-    tracer_provider, ids = providers.build_tracer_provider(config, resource, span_processors)
+    tracer_provider, ids = providers.build_tracer_provider(
+        config, resource, span_processors, built.export_state
+    )
     tracer = HookTracer(tracer_provider.get_tracer(SCOPE_NAME, __version__), config.trace_sample_rate, ids)
     pipeline = Pipeline(
         config,
@@ -244,6 +250,7 @@ def build_pipeline(
         registry=registry,
         tracer=tracer,
         local_reader=built.local_reader,
+        export_state=built.export_state,
         resource=resource,
     )
     if serve and built.prometheus_registry is not None:
