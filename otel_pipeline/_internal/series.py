@@ -68,6 +68,18 @@ class SumSeries:
                 if slot[0] == 1 or randrange(0, slot[0]) == 0:
                     slot[1] = exemplar
 
+    def _add(self, amount: float = 1) -> None:
+        """Add ``amount`` (the locked body shared by counters and up-down counters)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._value += amount
+            self._touched = True
+        finally:
+            lock.release()
+        if TRACKER.active:
+            self._offer(amount)
+
     def snapshot(self, reader: int = 0) -> tuple[bool, float, RawExemplar | None]:
         """(touched, value, exemplar) under the lock; ``reader``'s exemplar reservoir is reset."""
         with self._lock:
@@ -89,33 +101,15 @@ class CounterSeries(SumSeries):
         if amount < 0:
             warn_once(f"negative:{self.name}", "counter %s: negative increment %r dropped", self.name, amount)
             return
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._value += amount
-            self._touched = True
-        finally:
-            lock.release()
-        if TRACKER.active:
-            self._offer(amount)
+        self._add(amount)
 
 
 class UpDownCounterSeries(SumSeries):
-    """A non-monotonic sum."""
+    """A non-monotonic sum: ``add`` takes positive and negative amounts."""
 
     __slots__ = ()
 
-    def add(self, amount: float = 1) -> None:
-        """Add a positive or negative amount."""
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._value += amount
-            self._touched = True
-        finally:
-            lock.release()
-        if TRACKER.active:
-            self._offer(amount)
+    add = SumSeries._add
 
 
 class GaugeSeries(SumSeries):
