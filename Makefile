@@ -23,8 +23,8 @@ system-deps:
 	bash scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check otel_pipeline tests benchmarks
-	$(BIN)/ruff format --check otel_pipeline tests benchmarks
+	$(BIN)/ruff check otel_pipeline tests benchmarks dashboards
+	$(BIN)/ruff format --check otel_pipeline tests benchmarks dashboards
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -39,8 +39,8 @@ unit: $(STAMP)
 	$(BIN)/coverage report
 
 fmt: $(STAMP)
-	$(BIN)/ruff format otel_pipeline tests benchmarks
-	$(BIN)/ruff check --fix otel_pipeline tests benchmarks
+	$(BIN)/ruff format otel_pipeline tests benchmarks dashboards
+	$(BIN)/ruff check --fix otel_pipeline tests benchmarks dashboards
 
 ## bench: the overhead benchmarks; prints one JSON document and writes benchmarks/results/latest.json
 bench: $(STAMP) system-deps
