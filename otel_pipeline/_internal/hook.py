@@ -44,7 +44,11 @@ class Hook:
 
     kind: ClassVar[str] = "hook"
     #: This class's hooks by name (see :func:`get_hook`); each subclass gets its own.
-    _instances: ClassVar[dict[str, Any]]
+    _instances: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._instances = {}
 
     def __init__(self, name: str) -> None:
         self.name = check_name(f"{self.kind} name", name)
@@ -92,26 +96,19 @@ def get_hook(cls: type[H], name: str) -> H:
     Called inline on every use (``op.queue("emails").processing()``), so the hit path is one
     dictionary lookup in the class's own cache.
     """
-    instances: dict[str, Any] | None = cls.__dict__.get("_instances")
-    if instances is not None:
-        hook: H | None = instances.get(name)
-        if hook is not None:
-            return hook
+    hook: H | None = cls._instances.get(name)
+    if hook is not None:
+        return hook
     with _HOOKS_LOCK:
-        instances = cls.__dict__.get("_instances")
-        if instances is None:
-            instances = {}
-            cls._instances = instances
-        hook = instances.get(name)
+        hook = cls._instances.get(name)
         if hook is None:
-            hook = instances[name] = cls(name)
+            hook = cls._instances[name] = cls(name)
     return hook
 
 
 def hooks_of(cls: type[H]) -> list[H]:
     """Every hook of exactly ``cls`` made so far (e.g. for an observable callback to walk)."""
-    instances: dict[str, H] = cls.__dict__.get("_instances") or {}
-    return list(instances.values())
+    return list(cls._instances.values())
 
 
 def forget_hooks() -> None:
@@ -125,6 +122,4 @@ def forget_hooks() -> None:
         while pending:
             cls = pending.pop()
             pending.extend(cls.__subclasses__())
-            instances = cls.__dict__.get("_instances")
-            if instances is not None:
-                instances.clear()
+            cls._instances.clear()

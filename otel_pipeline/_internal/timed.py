@@ -51,7 +51,7 @@ def error_type(exc_type: type[BaseException] | None) -> str | None:
 class Operation:
     """What one kind of timed call records. Subclasses override :meth:`begin` and :meth:`end`."""
 
-    __slots__ = ("factory", "span_attributes", "span_name", "timeout", "tracer")
+    __slots__ = ("_binds_result", "factory", "span_attributes", "span_name", "timeout", "tracer")
 
     def __init__(
         self,
@@ -69,6 +69,8 @@ class Operation:
         self.factory = factory
         #: Seconds after which an async call is cancelled and ``TimeoutError`` raised (None: no limit).
         self.timeout = timeout
+        # Most operations bind the timer itself; only those overriding result() pay for the call.
+        self._binds_result = type(self).result is not Operation.result
 
     def begin(self) -> None:
         """Called when the call starts (e.g. in-flight +1)."""
@@ -116,7 +118,7 @@ class Timed:
             warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)
             logger.debug("begin failure", exc_info=True)
         self._start = perf_counter()
-        return op.result(self)
+        return op.result(self) if op._binds_result else self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
