@@ -27,7 +27,7 @@ from prometheus_client import Histogram as PromHistogram
 import otel_pipeline as op
 from otel_pipeline._internal import runtime
 from otel_pipeline._internal.spec import Kind, MetricSpec
-from otel_pipeline.config import DEFAULT_DURATION_BUCKETS
+from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, Config
 
 __all__ = ["run"]
 
@@ -51,9 +51,13 @@ def _time(cases: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict
     return {name: round(value, 1) for name, value in best.items()}
 
 
-def _configure(rate: float) -> None:
+def _configure(rate: float, **options: Any) -> runtime.Pipeline:
+    """A fresh current pipeline, as configure() builds it (without touching the OTel globals)."""
     runtime.shutdown(timeout=5)
-    op.configure(service_name="bench", exporter="none", trace_sample_rate=rate)
+    config = Config.resolve({}, service_name="bench", exporter="none", trace_sample_rate=rate, **options)
+    pipeline = runtime.build_pipeline(config)
+    runtime.install(pipeline)
+    return pipeline
 
 
 def _hook() -> None:
@@ -112,9 +116,7 @@ def _collection(series: int) -> dict[str, float]:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    pipeline = op.configure(
-        service_name="bench", exporter="none", trace_sample_rate=0.0, cardinality_limit=series + 10
-    )
+    pipeline = _configure(0.0, cardinality_limit=series + 10)
     assert pipeline.registry is not None
     instrument = pipeline.registry.instrument(BENCH_HISTOGRAM)
     bound = [instrument.bind({"k": str(i)}) for i in range(series)]
