@@ -158,8 +158,9 @@ class PsutilSource:
             times = self._read(process.cpu_times)
             memory = self._read(process.memory_info)
             threads = self._read(process.num_threads)
-            fds = self._read(getattr(process, "num_fds", None) or _missing)
-            io = self._read(getattr(process, "io_counters", None) or _missing)
+            # Not every platform offers these (num_fds is POSIX-only, io_counters not on macOS).
+            fds = self._read(process.num_fds) if hasattr(process, "num_fds") else None
+            io = self._read(process.io_counters) if hasattr(process, "io_counters") else None
         utilization = None
         if times is not None:
             used = times.user + times.system
@@ -179,10 +180,6 @@ class PsutilSource:
             disk_read=None if io is None else io.read_bytes,
             disk_write=None if io is None else io.write_bytes,
         )
-
-
-def _missing() -> Any:
-    raise NotImplementedError("not offered on this platform")
 
 
 class ResourceMonitor:
