@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import os
 import signal
@@ -186,20 +184,3 @@ def test_a_busy_port_exits_1_with_the_reason(capsys: pytest.CaptureFixture[str])
         assert main(["demo", "--duration", "1", "--port", str(port), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"otel-pipeline demo: otel_pipeline: cannot serve /metrics on 127.0.0.1:{port}")
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "otel_pipeline.hooks.pipeline",
-        "otel_pipeline.hooks.resources",
-        "otel_pipeline.summary",
-        "otel_pipeline.progress",
-        "otel_pipeline.demo",
-        "otel_pipeline.cli",
-    ],
-)
-def test_docstring_examples_run(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0
-    assert result.failed == 0

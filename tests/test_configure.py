@@ -23,7 +23,6 @@ import otel_pipeline as op
 from otel_pipeline._internal import runtime
 from otel_pipeline.testing import Capture
 from tests.support import free_port
-from tests.support.docs import python_blocks
 from tests.support.http import request
 from tests.support.points import find_metric, find_point, metric_names
 
@@ -415,35 +414,6 @@ def test_interpreter_exit_flushes_through_the_exit_handler() -> None:
     assert '"queue.name": "emails"' in done.stdout
     assert '"value": 3' in done.stdout
     assert '"service.name": "exit-test"' in done.stdout
-
-
-CONFIGURATION_EXAMPLES = python_blocks("configuration.md")
-
-
-@pytest.mark.parametrize(
-    "example", CONFIGURATION_EXAMPLES, ids=[f"example{i}" for i, _ in enumerate(CONFIGURATION_EXAMPLES)]
-)
-def test_configuration_doc_examples_run(example: str) -> None:
-    done = run_python(example)
-    assert (done.returncode, done.stderr) == (0, "")
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "otel_pipeline.config",
-        "otel_pipeline.server",
-        "otel_pipeline.testing",
-        "otel_pipeline._internal.runtime",
-    ],
-)
-def test_docstring_examples_run(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-    assert result.attempted > 0
 
 
 def test_console_exporter_batches_to_stdout() -> None:
