@@ -7,20 +7,32 @@ is stopped by its PID; none is ever left behind. A missing binary is a failure n
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from types import TracebackType
+from typing import ClassVar, TypeVar
 
-__all__ = ["ManagedProcess", "MissingBinaryError", "free_port", "port_open", "require_binary", "wait_until"]
+__all__ = [
+    "LocalServer",
+    "ManagedProcess",
+    "MissingBinaryError",
+    "free_port",
+    "port_open",
+    "require_binary",
+    "wait_until",
+]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="LocalServer")
 
 
 class MissingBinaryError(RuntimeError):
@@ -127,3 +139,56 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
+
+
+class LocalServer(abc.ABC):
+    """A server binary run on loopback from a temporary directory, stopped by its PID.
+
+    Subclasses build the command line in :meth:`start` and call :meth:`_launch`.
+    """
+
+    #: Names the temporary directory, the log file and the messages.
+    name: ClassVar[str]
+
+    def __init__(self, ready_timeout: float) -> None:
+        self.ready_timeout = ready_timeout
+        self._dir: Path | None = None
+        self._process: ManagedProcess | None = None
+
+    @abc.abstractmethod
+    def start(self: S) -> S:
+        """Start the server and wait until it is ready."""
+
+    def _make_dir(self) -> Path:
+        self._dir = Path(tempfile.mkdtemp(prefix=f"otel-pipeline-{self.name}-"))
+        return self._dir
+
+    def _launch(
+        self, argv: list[str], ready: Callable[[], bool], interval: float, env: dict[str, str] | None = None
+    ) -> None:
+        """Run ``argv`` and wait for ``ready()``; RuntimeError with the server's log if it never is."""
+        directory = self._dir or self._make_dir()
+        self._process = ManagedProcess(argv, directory / f"{self.name}.log", env=env)
+        try:
+            wait_until(ready, timeout=self.ready_timeout, interval=interval, what=f"{self.name} to be ready")
+        except Exception:
+            log = self._process.log_tail()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not become ready:\n{log}") from None
+
+    def stop(self) -> None:
+        """Stop by PID and remove the temporary directory; idempotent."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self: S) -> S:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -7,19 +7,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.support import ManagedProcess, free_port, require_binary, wait_until
+from tests.support import LocalServer, free_port, require_binary, wait_until
 
 __all__ = ["Prometheus", "promtool_check_metrics"]
 
@@ -31,13 +28,15 @@ def _duration(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-class Prometheus:
+class Prometheus(LocalServer):
     """Scrapes ``targets`` (``host:port``) every ``scrape_interval`` s under job ``job``.
 
     Started with exemplar storage, the remote-write receiver and the lifecycle API, a temporary
     TSDB, and ``rule_files`` (evaluated every ``scrape_interval``). :meth:`stop` ends it by its PID
     and removes its files.
     """
+
+    name = "prometheus"
 
     def __init__(
         self,
@@ -49,16 +48,14 @@ class Prometheus:
         rule_files: Sequence[str | Path] = (),
         ready_timeout: float = 60.0,
     ) -> None:
+        super().__init__(ready_timeout)
         self.binary = require_binary("prometheus")
         self.targets = list(targets)
         self.scrape_interval = scrape_interval
         self.job = job
         self.metrics_path = metrics_path
         self.rule_files = [str(Path(path).resolve()) for path in rule_files]
-        self.ready_timeout = ready_timeout
         self.port = 0
-        self._dir: Path | None = None
-        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -84,28 +81,22 @@ class Prometheus:
 
     def start(self) -> Prometheus:
         """Start and wait until ready (``/-/ready``); RuntimeError with its log if it dies."""
-        self._dir = Path(tempfile.mkdtemp(prefix="otel-pipeline-prometheus-"))
-        config_path = self._dir / "prometheus.yml"
+        directory = self._make_dir()
+        config_path = directory / "prometheus.yml"
         config_path.write_text(self.config_text())
-        (self._dir / "data").mkdir()
+        (directory / "data").mkdir()
         self.port = free_port()
         argv = [
             self.binary,
             f"--config.file={config_path}",
-            f"--storage.tsdb.path={self._dir / 'data'}",
+            f"--storage.tsdb.path={directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-remote-write-receiver",
             "--web.enable-lifecycle",
             "--enable-feature=exemplar-storage",
             "--log.level=warn",
         ]
-        self._process = ManagedProcess(argv, self._dir / "prometheus.log")
-        try:
-            wait_until(self._ready, timeout=self.ready_timeout, interval=0.2, what="Prometheus to be ready")
-        except Exception:
-            log = self._process.log_tail()
-            self.stop()
-            raise RuntimeError(f"Prometheus did not become ready:\n{log}") from None
+        self._launch(argv, self._ready, interval=0.2)
         return self
 
     def _ready(self) -> bool:
@@ -113,23 +104,6 @@ class Prometheus:
         self._process.check_running("prometheus")
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
             return bool(response.status == 200)
-
-    def stop(self) -> None:
-        """Stop by PID and remove the temporary directory; idempotent."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> Prometheus:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- HTTP API ---------------------------------------------------------------------------
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from tests.support import ManagedProcess, MissingBinaryError, free_port, port_open, wait_until
+from tests.support import LocalServer, MissingBinaryError, free_port, port_open
 
 __all__ = ["Rotel", "rotel_binary"]
 
@@ -33,12 +31,14 @@ def rotel_binary() -> str:
     return str(path)
 
 
-class Rotel:
+class Rotel(LocalServer):
     """``rotel-agent start`` on loopback; :meth:`stop` ends it by its PID.
 
     ``forward_to`` is an OTLP endpoint URL and ``forward_protocol`` ``grpc`` or ``http``; without
     ``forward_to`` the data goes to rotel's blackhole exporter.
     """
+
+    name = "rotel"
 
     def __init__(
         self,
@@ -50,15 +50,13 @@ class Rotel:
     ) -> None:
         if forward_protocol not in ("grpc", "http"):
             raise ValueError(f"forward_protocol={forward_protocol!r}; use 'grpc' or 'http'")
+        super().__init__(ready_timeout)
         self.binary = rotel_binary()
         self.forward_to = forward_to
         self.forward_protocol = forward_protocol
         self.batch_timeout = batch_timeout
-        self.ready_timeout = ready_timeout
         self.grpc_port = 0
         self.http_port = 0
-        self._dir: Path | None = None
-        self._process: ManagedProcess | None = None
 
     @property
     def grpc_endpoint(self) -> str:
@@ -73,7 +71,7 @@ class Rotel:
         return self.grpc_endpoint if protocol == "grpc" else self.http_endpoint
 
     def start(self) -> Rotel:
-        self._dir = Path(tempfile.mkdtemp(prefix="otel-pipeline-rotel-"))
+        self._make_dir()
         self.grpc_port, self.http_port = free_port(), free_port()
         argv = [
             self.binary,
@@ -98,13 +96,7 @@ class Rotel:
             ]
         # rotel reads ROTEL_* variables too: run it with only what it needs.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTEL_", "OTEL_"))}
-        self._process = ManagedProcess(argv, self._dir / "rotel.log", env=env)
-        try:
-            wait_until(self._ready, timeout=self.ready_timeout, interval=0.1, what="rotel to listen")
-        except Exception:
-            log = self._process.log_tail()
-            self.stop()
-            raise RuntimeError(f"rotel did not start:\n{log}") from None
+        self._launch(argv, self._ready, interval=0.1, env=env)
         return self
 
     def _ready(self) -> bool:
@@ -115,20 +107,3 @@ class Rotel:
     def log(self) -> str:
         """What rotel has written so far."""
         return "" if self._process is None else self._process.log_tail(200)
-
-    def stop(self) -> None:
-        """Stop by PID and remove the temporary directory; idempotent."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> Rotel:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
