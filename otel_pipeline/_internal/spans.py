@@ -28,7 +28,14 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
 
-__all__ = ["NO_SPAN", "HookTracer", "PresetIdGenerator", "SpanScope", "current_span_or_none"]
+__all__ = [
+    "NO_SPAN",
+    "SPAN_KEY",
+    "HookTracer",
+    "PresetIdGenerator",
+    "SpanScope",
+    "current_context",
+]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -47,14 +54,17 @@ def _context_var() -> Any:
 
 
 _CONTEXT = _context_var()
+#: The key of the current span in an OpenTelemetry context.
+SPAN_KEY = _SPAN_KEY
 
 
-def current_span_or_none() -> Any:
-    """The current span, or None when no span is current (the cheapest check there is)."""
-    if _CONTEXT is not None:
-        return _CONTEXT.get().get(_SPAN_KEY)
-    span = trace.get_current_span()  # pragma: no cover - custom runtime context
-    return None if span is trace.INVALID_SPAN else span  # pragma: no cover
+def _public_current_context() -> Any:  # pragma: no cover - a custom OpenTelemetry runtime context
+    return otel_context.get_current()
+
+
+#: The current OpenTelemetry context (a mapping; ``.get(SPAN_KEY)`` is the current span or None),
+#: read straight from its ContextVar when the default runtime context is in use.
+current_context: Any = _CONTEXT.get if _CONTEXT is not None else _public_current_context
 
 
 def _make_current(span: Any) -> object:

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.spans import NO_SPAN, HookTracer, current_span_or_none
+from otel_pipeline._internal.spans import NO_SPAN, SPAN_KEY, HookTracer, current_context
 
 __all__ = ["Deadline", "Noop", "Operation", "Timed", "TimedScope", "decorate", "error_type"]
 
@@ -111,7 +111,8 @@ class Timed:
         op = self._op
         try:
             tracer = op.tracer
-            if tracer.roots or (tracer.enabled and current_span_or_none() is not None):
+            # Is a span current at all? (one ContextVar read; timers ask on every call)
+            if tracer.roots or (tracer.enabled and current_context().get(SPAN_KEY) is not None):
                 self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception:

@@ -32,7 +32,7 @@ from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
+from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -399,9 +399,13 @@ class Queue(Hook):
         >>> send("ada@example.com")
         'ada@example.com'
         """
-        span_attributes = None if job_id is None else {"queue.job.id": check_id("job_id", job_id)}
-        state = self._current()
+        # _current(), inline: this runs once per job.
+        if self._generation != STATE.generation:
+            self._refresh()
+        state = self._bound
         if state is None:
+            if job_id is not None:
+                check_id("job_id", job_id)
             _waited(enqueued_at)
             key = _priority(priority)
             return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
@@ -411,7 +415,8 @@ class Queue(Hook):
         if enqueued_at is not None:
             lane.wait_time.record(_waited(enqueued_at))
         timed = Timed(lane.processing)
-        timed.span_attributes = span_attributes
+        if job_id is not None:
+            timed.span_attributes = {"queue.job.id": check_id("job_id", job_id)}
         return timed
 
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
@@ -505,7 +510,7 @@ def queue(name: str, *, capacity: float | None = None) -> Queue:
     >>> op.queue("emails") is op.queue("emails", capacity=1000)
     True
     """
-    hook = get_hook(Queue, name)
+    hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
     if capacity is not None:
         hook.set_capacity(capacity)
     return hook
