@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import overhead
 
     started = time.time()
-    number, rounds = (2_000, 3) if args.quick else (20_000, 7)
+    number, rounds = (2_000, 3) if args.quick else (20_000, 15)
     document: dict[str, Any] = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
