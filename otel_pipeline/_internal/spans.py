@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 __all__ = [
     "NO_SPAN",
@@ -161,6 +161,12 @@ class _UnsampledScope:
         self._token = token
 
     def end(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        if _CONTEXT is not None:  # _restore(), inline: this runs for nearly every call at low rates
+            try:
+                _CONTEXT.reset(self._token)
+                return
+            except ValueError:  # ended in another context (e.g. a different asyncio task)
+                pass
         _restore(self._token)
 
 
@@ -198,18 +204,23 @@ class HookTracer:
         tracer = self._tracer
         if tracer is None:
             return NO_SPAN
-        current = _CONTEXT.get().get(_SPAN_KEY) if _CONTEXT is not None else trace.get_current_span()
-        parent = INVALID_SPAN_CONTEXT if current is None else current.get_span_context()
-        if parent.is_valid:
+        context = current_context()
+        current = context.get(_SPAN_KEY)
+        if current is not None and (parent := current.get_span_context()).is_valid:
             if not parent.trace_flags.sampled:
                 return NO_SPAN
         elif self._rate < 1.0:
             if self._rate <= 0.0:
                 return NO_SPAN
-            trace_id = random.getrandbits(128) or 1
+            bits = random.getrandbits(192)  # a trace id and a span id in one draw
+            trace_id = (bits >> 64) or 1
             if trace_id & _TRACE_ID_LIMIT >= self._bound:
-                unsampled = _UnsampledRoot(trace_id, random.getrandbits(64) or 1)
-                return _UnsampledScope(unsampled, _make_current(unsampled))
+                # The common case at low rates, kept short: a lazy unsampled root made current.
+                unsampled = _UnsampledRoot(trace_id, (bits & _TRACE_ID_LIMIT) or 1)
+                if _CONTEXT is not None:
+                    token = _CONTEXT.set(Context({**context, _SPAN_KEY: unsampled}))
+                    return _UnsampledScope(unsampled, token)
+                return _UnsampledScope(unsampled, _make_current(unsampled))  # pragma: no cover
             if self._ids is not None:
                 self._ids.preset_trace_id(trace_id)
         span = tracer.start_span(name, kind=kind, attributes=attributes)
