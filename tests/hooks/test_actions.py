@@ -5,7 +5,6 @@ import contextlib
 import copy
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,24 +18,10 @@ from otel_pipeline.hooks.actions import InstrumentedExecutor
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
 
-MODES = ["core", "sdk"]
 SEND = {"action.executor": "notifier", "action.name": "send_email"}
 OK = {**SEND, "outcome": "success"}
 TIMEOUT = {**SEND, "outcome": "timeout"}
 SPAN = "actions.execute notifier send_email"
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(timed_module, "perf_counter", fake)
-    return fake
-
-
-@pytest.fixture(params=MODES)
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as captured:
-        yield captured
 
 
 def failed(error: str) -> dict[str, str]:

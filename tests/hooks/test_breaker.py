@@ -10,8 +10,6 @@ import otel_pipeline as op
 from otel_pipeline.hooks import breaker as breaker_module
 from otel_pipeline.testing import Capture
 
-MODES = ["core", "sdk"]
-
 
 @pytest.fixture(autouse=True)
 def _uninstrument() -> Iterator[None]:
@@ -19,12 +17,6 @@ def _uninstrument() -> Iterator[None]:
     yield
     for breaker in list(breaker_module._INSTRUMENTED):
         op.uninstrument_pybreaker(breaker)
-
-
-@pytest.fixture(params=MODES)
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as found:
-        yield found
 
 
 def _transitions(capture: Capture, name: str) -> dict[tuple[str, str], int]:

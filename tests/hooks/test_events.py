@@ -2,21 +2,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import otel_pipeline as op
-from otel_pipeline._internal import timed as timed_module
 from otel_pipeline._internal.outcomes import OutcomeOperation
 from otel_pipeline._internal.timed import Timed, TimedScope
 from otel_pipeline.hooks import events as events_module
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
 
-MODES = ["core", "sdk"]
 ORDERS = {"event.source": "orders", "event.type": "order.created"}
 OK = {**ORDERS, "outcome": "success"}
 
@@ -25,19 +22,6 @@ def fail(scope: TimedScope, clock: FakeClock, seconds: float, error: Exception) 
     with scope:
         clock.advance(seconds)
         raise error
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(timed_module, "perf_counter", fake)
-    return fake
-
-
-@pytest.fixture(params=MODES)
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as captured:
-        yield captured
 
 
 def test_counts_times_and_holds_in_flight_by_type_and_outcome(capture: Capture, clock: FakeClock) -> None:

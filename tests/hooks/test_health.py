@@ -11,12 +11,6 @@ from otel_pipeline.hooks import health
 from otel_pipeline.testing import Capture
 
 
-@pytest.fixture(params=["core", "sdk"])
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as found:
-        yield found
-
-
 @pytest.fixture
 def release() -> Iterator[threading.Event]:
     """Set at teardown: lets hanging checks and collectors finish."""

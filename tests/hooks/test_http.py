@@ -19,12 +19,6 @@ PARENT_ID = 0xB7AD6B7169203331
 TRACEPARENT = f"00-{TRACE_ID:032x}-{PARENT_ID:016x}-01"
 
 
-@pytest.fixture(params=["core", "sdk"])
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as found:
-        yield found
-
-
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass

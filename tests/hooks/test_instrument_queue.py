@@ -15,7 +15,6 @@ from otel_pipeline.hooks import stdlib_queue
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
 
-MODES = ["core", "sdk"]
 JOBS = {"queue.name": "jobs"}
 
 
@@ -24,12 +23,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(stdlib_queue, "perf_counter", fake)
     return fake
-
-
-@pytest.fixture(params=MODES)
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as captured:
-        yield captured
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import otel_pipeline as op
 from otel_pipeline.testing import Capture
-
-
-@pytest.fixture(params=["core", "sdk"])
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as found:
-        yield found
 
 
 def _counts(capture: Capture, pool: str) -> dict[str, float]:

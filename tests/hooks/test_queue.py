@@ -11,7 +11,6 @@ from opentelemetry.trace import StatusCode
 
 import otel_pipeline as op
 from otel_pipeline._internal import runtime
-from otel_pipeline._internal import timed as timed_module
 from otel_pipeline._internal.timed import Timed, TimedScope
 from otel_pipeline.hooks import queue as queue_module
 from otel_pipeline.testing import Capture
@@ -23,24 +22,11 @@ OK = {**EMAILS, "outcome": "success"}
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(timed_module, "perf_counter", fake)
-    return fake
-
-
-@pytest.fixture
 def wall(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The clock ``enqueued_at`` values are compared with (``time.time()`` in the queue hook)."""
     fake = FakeClock(1_700_000_000.0)
     monkeypatch.setattr(queue_module, "time", fake)
     return fake
-
-
-@pytest.fixture(params=MODES)
-def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    with Capture(instrument_mode=request.param) as captured:
-        yield captured
 
 
 @pytest.fixture
