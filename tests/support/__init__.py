@@ -25,6 +25,7 @@ __all__ = [
     "LocalServer",
     "ManagedProcess",
     "MissingBinaryError",
+    "OtlpEndpoints",
     "free_port",
     "port_open",
     "require_binary",
@@ -192,3 +193,23 @@ class LocalServer(abc.ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class OtlpEndpoints:
+    """The endpoints of something listening for OTLP on loopback (``grpc_port``, ``http_port``)."""
+
+    grpc_port = 0
+    http_port = 0
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        """The base URL; the exporters append ``/v1/metrics`` and ``/v1/traces``."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def endpoint(self, protocol: str) -> str:
+        """Where to send for an ``otlp_protocol`` value (``grpc`` or ``http/protobuf``)."""
+        return self.grpc_endpoint if protocol == "grpc" else self.http_endpoint

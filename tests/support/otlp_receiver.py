@@ -27,7 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.support import wait_until
+from tests.support import OtlpEndpoints, wait_until
 
 __all__ = ["OtlpReceiver", "ReceivedPoint", "ReceivedSpan", "attributes_of", "value_of"]
 
@@ -93,7 +93,7 @@ class ReceivedSpan:
         return attributes_of(self.span.attributes)
 
 
-class OtlpReceiver:
+class OtlpReceiver(OtlpEndpoints):
     """Collects decoded ``Export*ServiceRequest``s from gRPC and HTTP on free loopback ports."""
 
     def __init__(self) -> None:
@@ -107,19 +107,6 @@ class OtlpReceiver:
         self._http_thread: threading.Thread | None = None
         self.grpc_port = 0
         self.http_port = 0
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_endpoint(self) -> str:
-        """The base URL; the exporters append ``/v1/metrics`` and ``/v1/traces``."""
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def endpoint(self, protocol: str) -> str:
-        """The endpoint for ``grpc`` or ``http/protobuf``."""
-        return self.grpc_endpoint if protocol == "grpc" else self.http_endpoint
 
     # -- lifecycle --------------------------------------------------------------------------
 

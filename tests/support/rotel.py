@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.support import LocalServer, MissingBinaryError, free_port, port_open
+from tests.support import LocalServer, MissingBinaryError, OtlpEndpoints, free_port, port_open
 
 __all__ = ["Rotel", "rotel_binary"]
 
@@ -31,7 +31,7 @@ def rotel_binary() -> str:
     return str(path)
 
 
-class Rotel(LocalServer):
+class Rotel(LocalServer, OtlpEndpoints):
     """``rotel-agent start`` on loopback; :meth:`stop` ends it by its PID.
 
     ``forward_to`` is an OTLP endpoint URL and ``forward_protocol`` ``grpc`` or ``http``; without
@@ -57,18 +57,6 @@ class Rotel(LocalServer):
         self.batch_timeout = batch_timeout
         self.grpc_port = 0
         self.http_port = 0
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def endpoint(self, protocol: str) -> str:
-        """Where to send for our ``otlp_protocol`` value (``grpc`` or ``http/protobuf``)."""
-        return self.grpc_endpoint if protocol == "grpc" else self.http_endpoint
 
     def start(self) -> Rotel:
         self._make_dir()
