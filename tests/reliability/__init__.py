@@ -1,0 +1,1 @@
+"""Reliability suite: fuzzed inputs, bounded memory at scale, fork, signals, server floods."""
