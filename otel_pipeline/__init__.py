@@ -164,8 +164,9 @@ def configure(
 def shutdown(timeout: float | None = None) -> bool:
     """Flush metrics and spans and stop the server. Idempotent; also runs at interpreter exit.
 
-    Returns False if flushing did not finish within ``timeout`` seconds (default:
-    ``export_timeout + 2``), e.g. because the OTLP receiver is down; it never blocks longer.
+    Returns True only when the final export of every exporter succeeded; False when one failed
+    (e.g. the OTLP receiver is down) or did not finish within ``timeout`` seconds (default:
+    ``export_timeout + 2``); it never blocks longer.
 
     >>> import otel_pipeline as op
     >>> op.shutdown()

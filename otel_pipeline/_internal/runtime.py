@@ -116,12 +116,15 @@ class Pipeline:
 
         The default bound is ``export_timeout + 2`` seconds: spans and metrics are flushed in
         parallel, each export attempt limited to ``export_timeout``, so an unreachable receiver
-        costs one bounded attempt. Returns False when the flush did not finish in time.
+        costs one bounded attempt. Returns True only when the final export of every exporter
+        succeeded (see ``export_state.py``); False when one failed or did not finish in time.
         """
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
+        # From here every export counts in the result, the shutdown steps' own pushes included.
+        self.export_state.begin_final()
         if STATE.pipeline is self:
             install(None)
         for step in list(self.on_shutdown):
@@ -145,13 +148,19 @@ class Pipeline:
             # each export still limited by export_timeout.
             self._flush_spans()
             self._flush_metrics()
-            return True
+            return self._delivered()
         for thread in flushes:
             thread.join(max(0.0, deadline - time.monotonic()))
-        finished = not any(thread.is_alive() for thread in flushes)
-        if not finished:
+        if any(thread.is_alive() for thread in flushes):
             logger.warning("otel_pipeline: shutdown gave up flushing after %.1f s (receiver down?)", bound)
-        return finished
+            return False
+        return self._delivered()
+
+    def _delivered(self) -> bool:
+        delivered, problems = self.export_state.final_result()
+        if not delivered:
+            logger.warning("shutdown: the final export did not get through (%s)", "; ".join(problems))
+        return delivered
 
     def _flush_spans(self) -> None:
         try:
