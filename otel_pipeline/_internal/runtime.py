@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_pipeline._internal import providers
+from otel_pipeline._internal import providers, signals
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.merge import attach_core
@@ -90,6 +90,8 @@ class Pipeline:
         self._lock = threading.Lock()
         #: Extra shutdown steps registered by hooks (e.g. stop the resource monitor).
         self.on_shutdown: list[Callable[[], None]] = []
+        #: Whether configure() installed the SIGTERM handler for this pipeline (see signals.py).
+        self.handles_sigterm = False
 
     @property
     def enabled(self) -> bool:
@@ -127,6 +129,8 @@ class Pipeline:
         self.export_state.begin_final()
         if STATE.pipeline is self:
             install(None)
+        if self.handles_sigterm:
+            signals.restore()
         for step in list(self.on_shutdown):
             try:
                 step()
@@ -317,6 +321,8 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
                     "stay those of the first configure()",
                 )
         install(pipeline)
+        if config.handle_sigterm and pipeline.enabled and pipeline.export_state.pushes:
+            pipeline.handles_sigterm = signals.install(shutdown)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
