@@ -11,7 +11,9 @@ multi-process workers, see docs/operations.md).
 Nothing of the parent's stays open in the child: the server closes its listening socket and
 client connections (``server.py``'s own at-fork handler), and the copied exporters' pooled HTTP
 connections to the receiver are closed here (close, never shut down: the parent still uses them).
-The copied exporter threads do not exist in the child; gRPC channels hold no socket there.
+The copied exporter threads do not exist in the child; gRPC channels hold no socket there. A
+connection that an export was using at the very moment of the fork is not in the pool: its copy
+stays open in the child (never used) until the child exits.
 """
 
 from __future__ import annotations

@@ -113,14 +113,16 @@ def test_os_fork_child_releases_the_listening_socket() -> None:
 
 @pytest.mark.integration
 def test_child_closes_the_inherited_otlp_http_connection(otlp_receiver: OtlpReceiver) -> None:
-    op.configure(
+    pipeline = op.configure(
         service_name="forking",
         exporter="otlp",
         otlp_endpoint=otlp_receiver.http_endpoint,
         otlp_protocol="http/protobuf",
-        export_interval=0.2,
+        export_interval=3600,  # exports only when flushed: none is in flight at the fork
     )
+    assert pipeline.meter_provider is not None
     op.queue("emails").enqueued()
+    assert pipeline.meter_provider.force_flush()
     otlp_receiver.wait_for_point("queue.jobs.enqueued", {"queue.name": "emails"})
     # The parent's exporter keeps a connection to the receiver open (and the receiver its side).
     assert len(sockets_on(otlp_receiver.http_port, peer_side=True)) == 1
@@ -139,5 +141,6 @@ def test_child_closes_the_inherited_otlp_http_connection(otlp_receiver: OtlpRece
     os.waitpid(pid, 0)
     # The parent's connection still works: its next export arrives.
     op.queue("emails").enqueued()
+    assert pipeline.meter_provider.force_flush()
     otlp_receiver.wait_for_point("queue.jobs.enqueued", {"queue.name": "emails"}, lambda p: p.value == 2)
     assert op.shutdown() is True
