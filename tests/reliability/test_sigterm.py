@@ -57,7 +57,7 @@ PROGRAM = textwrap.dedent(
 
 def run_and_terminate(endpoint: str, mode: str, service: str, jobs: int = JOBS) -> tuple[int, str, str]:
     """Start the program, SIGTERM it once it has recorded ``jobs``; (exit status, stdout, stderr)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COV_"))}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COVERAGE_"))}
     if mode == "env-opt-out":
         environ["OTEL_PIPELINE_HANDLE_SIGTERM"] = "false"
     process = subprocess.Popen(
@@ -134,6 +134,7 @@ def test_opted_out_sigterm_ends_at_once_and_delivers_nothing(
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("default_disposition")
 def test_a_forked_child_flushes_its_own_pipeline_on_sigterm(otlp_receiver: OtlpReceiver) -> None:
     op.configure(service_name="parent", exporter="otlp", otlp_endpoint=otlp_receiver.grpc_endpoint)
     assert signals.installed()
@@ -253,3 +254,35 @@ def test_configure_outside_the_main_thread_installs_nothing() -> None:
     thread.join(30)
     assert made[0].handles_sigterm is False
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.usefixtures("default_disposition")
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_handler_flushes_on_a_thread_then_raises_sigterm_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fails: bool
+) -> None:
+    events: list[tuple[object, ...]] = []
+
+    def flush() -> None:
+        events.append(("flush", threading.current_thread().name, signal.getsignal(signal.SIGTERM)))
+        if fails:
+            raise RuntimeError("flush broke")
+
+    monkeypatch.setattr(os, "kill", lambda pid, signum: events.append(("kill", pid, signum)))
+    monkeypatch.setattr(os, "_exit", lambda code: events.append(("exit", code)))
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    assert signals.install(flush) is True
+    signals._on_sigterm(signal.SIGTERM, None)
+    for thread in threading.enumerate():
+        if thread.name == "otel-pipeline-sigterm":
+            thread.join(30)
+    monkeypatch.undo()
+    # Default disposition first (a second SIGTERM ends at once), the flush, then SIGTERM again.
+    assert events == [
+        ("flush", "otel-pipeline-sigterm", signal.SIG_DFL),
+        ("kill", os.getpid(), signal.SIGTERM),
+        ("exit", 128 + signal.SIGTERM),  # only reached because kill was faked
+    ]
+    assert [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()] == (
+        ["flushing on SIGTERM failed"] if fails else []
+    )
