@@ -120,6 +120,7 @@ def configure(
     service_version: str | None = None,
     instrument_mode: str | None = None,
     cardinality_limit: int | None = None,
+    handle_sigterm: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
@@ -130,6 +131,10 @@ def configure(
     Calling it again with the same options returns the same pipeline; with other options it
     raises ``RuntimeError`` (call :func:`shutdown` first). Bad values raise ``ValueError``
     naming the option, the value and what is allowed.
+
+    When an exporter pushes (OTLP, console) and the program has no ``SIGTERM`` handler of its
+    own, a ``SIGTERM`` flushes before the process ends as ``SIGTERM`` would
+    (``handle_sigterm=False`` / ``OTEL_PIPELINE_HANDLE_SIGTERM=false`` turns that off).
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
@@ -156,6 +161,7 @@ def configure(
         "service_version": service_version,
         "instrument_mode": instrument_mode,
         "cardinality_limit": cardinality_limit,
+        "handle_sigterm": handle_sigterm,
         "resource_attributes": resource_attributes,
     }
     return _runtime.configure(**options)
@@ -164,8 +170,9 @@ def configure(
 def shutdown(timeout: float | None = None) -> bool:
     """Flush metrics and spans and stop the server. Idempotent; also runs at interpreter exit.
 
-    Returns False if flushing did not finish within ``timeout`` seconds (default:
-    ``export_timeout + 2``), e.g. because the OTLP receiver is down; it never blocks longer.
+    Returns True only when the final export of every exporter succeeded; False when one failed
+    (e.g. the OTLP receiver is down) or did not finish within ``timeout`` seconds (default:
+    ``export_timeout + 2``); it never blocks longer.
 
     >>> import otel_pipeline as op
     >>> op.shutdown()

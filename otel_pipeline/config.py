@@ -88,6 +88,7 @@ class Config:
     enabled: bool = True
     instrument_mode: str = "core"
     cardinality_limit: int = 2000
+    handle_sigterm: bool = True
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -172,6 +173,8 @@ class Config:
                 self.instrument_mode,
                 f"use one of {', '.join(map(repr, INSTRUMENT_MODES))}",
             )
+        if not isinstance(self.handle_sigterm, bool):
+            raise _fail("handle_sigterm", self.handle_sigterm, "use True or False")
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
@@ -275,6 +278,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "trace_sample_rate": "OTEL_TRACES_SAMPLER_ARG",
     "prometheus_host": "OTEL_EXPORTER_PROMETHEUS_HOST",
     "prometheus_port": "OTEL_EXPORTER_PROMETHEUS_PORT",
+    "handle_sigterm": "OTEL_PIPELINE_HANDLE_SIGTERM",
 }
 
 
@@ -326,6 +330,10 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         )
     if environ.get("OTEL_EXPORTER_PROMETHEUS_HOST"):
         values["prometheus_host"] = environ["OTEL_EXPORTER_PROMETHEUS_HOST"].strip()
+    if environ.get("OTEL_PIPELINE_HANDLE_SIGTERM", "").strip():
+        values["handle_sigterm"] = _env_bool(
+            "OTEL_PIPELINE_HANDLE_SIGTERM", environ["OTEL_PIPELINE_HANDLE_SIGTERM"]
+        )
     if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
         values["prometheus_port"] = int(
             _env_number("OTEL_EXPORTER_PROMETHEUS_PORT", environ["OTEL_EXPORTER_PROMETHEUS_PORT"], int)

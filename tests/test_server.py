@@ -53,14 +53,14 @@ def test_unknown_paths_are_404(server: MetricsServer, path: str) -> None:
 def test_other_methods_are_405(server: MetricsServer, method: str) -> None:
     reply = request(f"{server.url}/exact", method=method, body=b"payload")
     assert reply.status == 405
-    assert reply.headers["allow"] == "GET"
+    assert reply.headers["allow"] == "GET, HEAD"
     assert reply.headers["connection"] == "close"
-    assert json.loads(reply.body) == {"allowed": ["GET"], "error": "method not allowed"}
+    assert json.loads(reply.body) == {"allowed": ["GET", "HEAD"], "error": "method not allowed"}
 
 
-def test_head_is_405_without_a_body(server: MetricsServer) -> None:
+def test_head_has_the_get_headers_without_a_body(server: MetricsServer) -> None:
     reply = request(f"{server.url}/exact", method="HEAD")
-    assert (reply.status, reply.headers["allow"], reply.body) == (405, "GET", b"")
+    assert (reply.status, reply.headers["content-length"], reply.body) == (200, str(len("exact /exact")), b"")
 
 
 def test_failing_route_is_500_and_logged(server: MetricsServer, caplog: pytest.LogCaptureFixture) -> None:

@@ -25,7 +25,7 @@ def test_request_errors_are_logged_not_printed(
             try:
                 raise error
             except Exception:
-                server._httpd.handle_error(None, ("127.0.0.1", 5))
+                server._handle_error(("127.0.0.1", 5))
     finally:
         server.stop()
     assert capsys.readouterr().err == ""

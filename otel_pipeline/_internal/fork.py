@@ -7,6 +7,13 @@ builds a fresh one from the same options: new resource (new ``service.instance.i
 registry, its own exporter threads. The parent's ``/metrics`` port belongs to the parent, so a
 child of a Prometheus-exporting process serves no endpoint of its own (use OTLP for
 multi-process workers, see docs/operations.md).
+
+Nothing of the parent's stays open in the child: the server closes its listening socket and
+client connections (``server.py``'s own at-fork handler), and the copied exporters' pooled HTTP
+connections to the receiver are closed here (close, never shut down: the parent still uses them).
+The copied exporter threads do not exist in the child; gRPC channels hold no socket there. A
+connection that an export was using at the very moment of the fork is not in the pool: its copy
+stays open in the child (never used) until the child exits.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ def _in_child() -> None:
     pipeline = runtime.STATE.pipeline
     if pipeline is None or not pipeline.enabled:
         return
+    _release_exporters(pipeline)
     try:
         # Resource.create() runs detectors on a thread pool, which must not be used in an at-fork
         # handler; the parent's resource with a new identity is what the child needs anyway.
@@ -55,6 +63,27 @@ def _in_child() -> None:
             os.getpid(),
         )
     runtime.install(fresh)
+
+
+#: Where the OTLP/HTTP exporters keep their connection pool (the attribute moved between releases).
+_POOLS = (("_session",), ("_client", "_transport"), ("_client", "_session"))
+
+
+def _release_exporters(pipeline: runtime.Pipeline) -> None:
+    """Close the copied exporters' pooled keep-alive connections to the receiver."""
+    for _, exporter in pipeline.export_state.exporters:
+        for path in _POOLS:
+            pool: object = exporter
+            for attribute in path:
+                pool = getattr(pool, attribute, None)
+            close = getattr(pool, "close", None)
+            if pool is None or not callable(close):
+                continue
+            try:
+                close()
+            except Exception:
+                errors.logger.debug("closing an inherited exporter connection failed", exc_info=True)
+            break
 
 
 def register() -> None:

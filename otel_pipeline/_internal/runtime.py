@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_pipeline._internal import providers
+from otel_pipeline._internal import providers, signals
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.merge import attach_core
@@ -90,6 +90,8 @@ class Pipeline:
         self._lock = threading.Lock()
         #: Extra shutdown steps registered by hooks (e.g. stop the resource monitor).
         self.on_shutdown: list[Callable[[], None]] = []
+        #: Whether configure() installed the SIGTERM handler for this pipeline (see signals.py).
+        self.handles_sigterm = False
 
     @property
     def enabled(self) -> bool:
@@ -116,14 +118,19 @@ class Pipeline:
 
         The default bound is ``export_timeout + 2`` seconds: spans and metrics are flushed in
         parallel, each export attempt limited to ``export_timeout``, so an unreachable receiver
-        costs one bounded attempt. Returns False when the flush did not finish in time.
+        costs one bounded attempt. Returns True only when the final export of every exporter
+        succeeded (see ``export_state.py``); False when one failed or did not finish in time.
         """
         with self._lock:
             if self._closed:
                 return True
             self._closed = True
+        # From here every export counts in the result, the shutdown steps' own pushes included.
+        self.export_state.begin_final()
         if STATE.pipeline is self:
             install(None)
+        if self.handles_sigterm:
+            signals.restore()
         for step in list(self.on_shutdown):
             try:
                 step()
@@ -145,13 +152,19 @@ class Pipeline:
             # each export still limited by export_timeout.
             self._flush_spans()
             self._flush_metrics()
-            return True
+            return self._delivered()
         for thread in flushes:
             thread.join(max(0.0, deadline - time.monotonic()))
-        finished = not any(thread.is_alive() for thread in flushes)
-        if not finished:
+        if any(thread.is_alive() for thread in flushes):
             logger.warning("otel_pipeline: shutdown gave up flushing after %.1f s (receiver down?)", bound)
-        return finished
+            return False
+        return self._delivered()
+
+    def _delivered(self) -> bool:
+        delivered, problems = self.export_state.final_result()
+        if not delivered:
+            logger.warning("shutdown: the final export did not get through (%s)", "; ".join(problems))
+        return delivered
 
     def _flush_spans(self) -> None:
         try:
@@ -308,6 +321,8 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
                     "stay those of the first configure()",
                 )
         install(pipeline)
+        if config.handle_sigterm and pipeline.enabled and pipeline.export_state.pushes:
+            pipeline.handles_sigterm = signals.install(shutdown)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True

@@ -136,12 +136,8 @@ def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
     if name == "collectors" or name in collector_names():
         collectors = collect_stats(None if name == "collectors" else [name])
     if not selected and not collectors:
-        return 404, {
-            "error": "not found",
-            "name": name,
-            "hooks": sorted(hooks),
-            "collectors": collector_names(),
-        }
+        # Only what was asked: listing every hook and collector name would grow with the names.
+        return 404, {"error": "not found", "name": name}
     body.update(hooks=selected, collectors=collectors)
     return 200, body
 

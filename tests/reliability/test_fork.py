@@ -1,0 +1,146 @@
+"""Forked children keep nothing of the parent's server or exporters: the port is free once it stops."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import os
+import socket
+from typing import Any
+
+import pytest
+
+import otel_pipeline as op
+from tests.support import free_port
+from tests.support.fixtures import otlp_receiver
+from tests.support.http import request
+from tests.support.otlp_receiver import OtlpReceiver
+
+__all__ = ["otlp_receiver"]  # the fixture, used by name
+
+
+def sockets_on(port: int, *, peer_side: bool = False) -> list[tuple[int, Any]]:
+    """(local port, peer port) of this process's TCP sockets bound to ``port`` (or connected to it)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=int(name))
+        except OSError:
+            continue
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+                local = sock.getsockname()[1]
+                try:
+                    peer = sock.getpeername()[1]
+                except OSError:
+                    peer = None
+                if (peer if peer_side else local) == port:
+                    found.append((local, peer))
+        finally:
+            sock.detach()
+    return found
+
+
+def refused(port: int) -> bool:
+    """True when connecting to ``port`` is refused at once (nothing listens)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def _report(port: int) -> list[tuple[int, Any]]:
+    return sockets_on(port)
+
+
+def test_pool_children_alive_do_not_keep_the_port() -> None:
+    port = free_port()
+    op.configure(service_name="forking", prometheus_port=port)
+    op.queue("emails").enqueued()
+    keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    keep_alive.request("GET", "/metrics")  # an open client connection when the pool forks
+    assert keep_alive.getresponse().read()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        # Both workers are up, and hold no socket of the parent's server.
+        held = pool.map(_report, [port] * 8)
+        assert held == [[]] * 8
+        assert op.shutdown() is True  # the workers are still alive
+        assert refused(port)  # not accepted into a child's backlog and left hanging
+        pipeline = op.configure(service_name="forking", prometheus_port=port)  # the same port again
+        assert pipeline.prometheus_port == port
+        assert request(f"http://127.0.0.1:{port}/metrics").status == 200
+        assert all(child.is_alive() for child in multiprocessing.active_children())
+    keep_alive.close()
+
+
+def test_os_fork_child_releases_the_listening_socket() -> None:
+    port = free_port()
+    op.configure(service_name="forking", prometheus_port=port)
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then stay alive until the parent is done
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            os.write(ready_w, repr(sockets_on(port)).encode())
+            os.close(ready_w)
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        with os.fdopen(ready_r) as reader:
+            assert reader.read() == "[]"
+        assert op.shutdown() is True
+        assert refused(port)
+        pipeline = op.configure(service_name="forking", prometheus_port=port)
+        assert pipeline.prometheus_port == port
+        assert request(f"http://127.0.0.1:{port}/health").status == 200
+    finally:
+        os.write(done_w, b"x")
+        os.close(done_w)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.integration
+def test_child_closes_the_inherited_otlp_http_connection(otlp_receiver: OtlpReceiver) -> None:
+    pipeline = op.configure(
+        service_name="forking",
+        exporter="otlp",
+        otlp_endpoint=otlp_receiver.http_endpoint,
+        otlp_protocol="http/protobuf",
+        export_interval=3600,  # exports only when flushed: none is in flight at the fork
+    )
+    assert pipeline.meter_provider is not None
+    op.queue("emails").enqueued()
+    assert pipeline.meter_provider.force_flush()
+    otlp_receiver.wait_for_point("queue.jobs.enqueued", {"queue.name": "emails"})
+    # The parent's exporter keeps a connection to the receiver open (and the receiver its side).
+    assert len(sockets_on(otlp_receiver.http_port, peer_side=True)) == 1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            # The test's own receiver lives in this process too: only the exporter's side counts.
+            os.write(write_end, repr(sockets_on(otlp_receiver.http_port, peer_side=True)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        assert reader.read() == "[]"
+    os.waitpid(pid, 0)
+    # The parent's connection still works: its next export arrives.
+    op.queue("emails").enqueued()
+    assert pipeline.meter_provider.force_flush()
+    otlp_receiver.wait_for_point("queue.jobs.enqueued", {"queue.name": "emails"}, lambda p: p.value == 2)
+    assert op.shutdown() is True
