@@ -120,6 +120,7 @@ def configure(
     service_version: str | None = None,
     instrument_mode: str | None = None,
     cardinality_limit: int | None = None,
+    hook_name_limit: int | None = None,
     resource_attributes: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
@@ -156,6 +157,7 @@ def configure(
         "service_version": service_version,
         "instrument_mode": instrument_mode,
         "cardinality_limit": cardinality_limit,
+        "hook_name_limit": hook_name_limit,
         "resource_attributes": resource_attributes,
     }
     return _runtime.configure(**options)
