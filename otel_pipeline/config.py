@@ -89,7 +89,7 @@ class Config:
     instrument_mode: str = "core"
     cardinality_limit: int = 2000
     #: Distinct names per hook kind (queues, caches, stages ...); past it new names share one hook.
-    hook_name_limit: int = 2000
+    hook_name_limit: int = 500
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

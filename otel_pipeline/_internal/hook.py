@@ -43,7 +43,7 @@ _STATES_LOCK = threading.RLock()
 #: The name of the hook that names past a kind's limit share: the series cap's overflow marker.
 OVERFLOW_NAME = "otel.metric.overflow"
 #: Names per hook kind while no pipeline is configured (the default of ``hook_name_limit``).
-DEFAULT_NAME_LIMIT = 2000
+DEFAULT_NAME_LIMIT = 500
 
 
 def check_name(what: str, name: object) -> str:
