@@ -121,6 +121,7 @@ def configure(
     instrument_mode: str | None = None,
     cardinality_limit: int | None = None,
     handle_sigterm: bool | None = None,
+    hook_name_limit: int | None = None,
     resource_attributes: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
@@ -162,6 +163,7 @@ def configure(
         "instrument_mode": instrument_mode,
         "cardinality_limit": cardinality_limit,
         "handle_sigterm": handle_sigterm,
+        "hook_name_limit": hook_name_limit,
         "resource_attributes": resource_attributes,
     }
     return _runtime.configure(**options)

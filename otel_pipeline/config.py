@@ -89,6 +89,8 @@ class Config:
     instrument_mode: str = "core"
     cardinality_limit: int = 2000
     handle_sigterm: bool = True
+    #: Distinct names per hook kind (queues, caches, stages ...); past it new names share one hook.
+    hook_name_limit: int = 500
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -178,6 +180,9 @@ class Config:
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
+        names = self.hook_name_limit
+        if isinstance(names, bool) or not isinstance(names, int) or names < 1:
+            raise _fail("hook_name_limit", names, "use a whole number of at least 1")
         for key, value in self.resource_attributes.items():
             if not isinstance(key, str) or not key or not isinstance(value, str):
                 raise _fail("resource_attributes", {key: value}, "keys and values must be non-empty strings")
@@ -279,6 +284,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "prometheus_host": "OTEL_EXPORTER_PROMETHEUS_HOST",
     "prometheus_port": "OTEL_EXPORTER_PROMETHEUS_PORT",
     "handle_sigterm": "OTEL_PIPELINE_HANDLE_SIGTERM",
+    "hook_name_limit": "OTEL_PIPELINE_HOOK_NAME_LIMIT",
 }
 
 
@@ -337,5 +343,9 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
         values["prometheus_port"] = int(
             _env_number("OTEL_EXPORTER_PROMETHEUS_PORT", environ["OTEL_EXPORTER_PROMETHEUS_PORT"], int)
+        )
+    if environ.get("OTEL_PIPELINE_HOOK_NAME_LIMIT"):
+        values["hook_name_limit"] = int(
+            _env_number("OTEL_PIPELINE_HOOK_NAME_LIMIT", environ["OTEL_PIPELINE_HOOK_NAME_LIMIT"], int)
         )
     return values

@@ -264,6 +264,8 @@ class Registry:
         self._instruments: dict[str, CoreInstrument | SdkInstrument] = {}
         self._observed: set[str] = set()
         self._lock = threading.Lock()
+        #: What hooks keep per pipeline (see ``hook.state_on``): it is freed with the registry.
+        self.hook_states: dict[Any, Any] = {}
 
     def instrument(self, spec: MetricSpec) -> CoreInstrument | SdkInstrument:
         """The instrument for ``spec``, created on first use (same spec, same instrument)."""

@@ -20,10 +20,16 @@ HEALTH_SOURCES: list[Callable[[Pipeline], list[tuple[str, str, dict[str, Any]]]]
 #: Functions that add routes to a new server (e.g. /stats); hook modules append to it on import.
 ROUTE_INSTALLERS: list[Callable[[MetricsServer, Pipeline], None]] = []
 _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+#: Components listed in /health; past it the worst are listed and "omitted" counts the rest.
+LISTED_COMPONENTS = 100
 
 
 def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy."""
+    """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy.
+
+    Status and score cover every component; the body lists at most :data:`LISTED_COMPONENTS`
+    of them, the worst first (the exporter always), with the others counted by status.
+    """
     components: dict[str, Any] = {"exporter": pipeline.export_state.component(pipeline.config.exporter)}
     for source in list(HEALTH_SOURCES):
         try:
@@ -35,13 +41,31 @@ def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
             components[name] = {"status": status, **details}
     worst = max((_RANK.get(c["status"], 2) for c in components.values()), default=0)
     status = next(name for name, rank in _RANK.items() if rank == worst)
-    body = {
+    body: dict[str, Any] = {
         "status": status,
         "score": health_score(status, components),
         "service": pipeline.config.service_name,
         "components": components,
     }
+    if len(components) > LISTED_COMPONENTS:
+        body["components"], body["omitted"] = _worst(components)
     return (503 if status == "unhealthy" else 200), body
+
+
+def _worst(components: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+    """The exporter and the worst other components, up to the limit; the rest counted by status."""
+    first = {name: components[name] for name in ("exporter",) if name in components}
+    # Worst first; among equals, in the order the sources reported them (sorted() is stable).
+    others = sorted(
+        (name for name in components if name not in first),
+        key=lambda name: -_RANK.get(components[name]["status"], 2),
+    )
+    room = LISTED_COMPONENTS - len(first)
+    omitted = {"components": len(others) - room}
+    for name in others[room:]:
+        status = str(components[name]["status"])
+        omitted[status] = omitted.get(status, 0) + 1
+    return {**first, **{name: components[name] for name in others[:room]}}, omitted
 
 
 def health_score(status: str, components: dict[str, Any]) -> int:

@@ -6,6 +6,10 @@ field) and by the hook's name attribute (``queue.name``, ``circuit_breaker.name`
 ``*.name`` attribute of the point; ``"*"`` for metrics without one). Metrics that are not in the
 catalogue (the application's own instruments) are under the hook ``"other"``. The formats are
 described in docs/hooks/health.md.
+
+Bodies are bounded: per hook, the first :data:`LISTED_NAMES` names are shown (in the order
+the collection gives them, that is, first used first), plus ``"*"`` and the overflow name;
+``"omitted"`` says how many more each hook has. /trends keeps rates of the same names only.
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ from otel_pipeline.server import MetricsServer, Response, json_response
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
 
-__all__ = ["ALL", "group_key", "install_stats_routes", "stats_document", "totals"]
+__all__ = ["ALL", "LISTED_NAMES", "group_key", "install_stats_routes", "stats_document", "totals"]
 
 #: The group of points whose metric has no name attribute.
 ALL = "*"
 OTHER = "other"
+#: Names shown per hook in /stats and /trends; the others are counted under "omitted".
+LISTED_NAMES = 100
+#: Always shown: the group without a name, and the hook that names past the name limit share.
+_ALWAYS = (ALL, "otel.metric.overflow")
 
 
 def _metrics(data: MetricsData | None) -> Iterator[Metric]:
@@ -60,26 +68,47 @@ def _kind(metric: Metric) -> str | None:
     return None
 
 
-def _points(data: MetricsData | None) -> Iterator[tuple[str, str, Metric, str, dict[str, Any], Any]]:
-    """(hook, group, metric, kind, remaining attributes, point) for every point collected."""
+def _points(
+    data: MetricsData | None, omitted: dict[str, set[str]] | None = None, wanted: str | None = None
+) -> Iterator[tuple[str, str, Metric, str, dict[str, Any], Any]]:
+    """(hook, group, metric, kind, remaining attributes, point) for the points of listed names.
+
+    Past :data:`LISTED_NAMES` names per hook, the points of further names are skipped and those
+    names added to ``omitted[hook]``; the name ``wanted`` is always listed.
+    """
     catalogue = {spec.name: spec for spec in all_metrics()}
+    listed: dict[str, set[str]] = {}
     for metric in _metrics(data):
         kind = _kind(metric)
         if kind is None:
             continue
         spec = catalogue.get(metric.name)
         hook = spec.hook if spec is not None and spec.hook else OTHER
+        names = listed.setdefault(hook, set())
         for point in metric.data.data_points:
             attributes = dict(point.attributes or {})
             key = group_key(spec, attributes)
             group = ALL if key is None else str(attributes.pop(key))
+            if group not in names and group not in _ALWAYS and group != wanted:
+                if len(names) >= LISTED_NAMES:
+                    if omitted is not None:
+                        omitted.setdefault(hook, set()).add(group)
+                    continue
+                names.add(group)
             yield hook, group, metric, kind, attributes, point
 
 
-def stats_document(data: MetricsData | None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{hook: {name: {metric: entry}}}`` for every point in ``data`` (see docs/hooks/health.md)."""
+def stats_document(
+    data: MetricsData | None, omitted: dict[str, int] | None = None, wanted: str | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{hook: {name: {metric: entry}}}`` for the points in ``data`` (see docs/hooks/health.md).
+
+    ``omitted``, when given, receives the number of names left out per hook (see the module
+    docs); the name ``wanted`` is never left out.
+    """
     hooks: dict[str, dict[str, dict[str, Any]]] = {}
-    for hook, group, metric, kind, attributes, point in _points(data):
+    left_out: dict[str, set[str]] = {}
+    for hook, group, metric, kind, attributes, point in _points(data, left_out, wanted):
         metrics = hooks.setdefault(hook, {}).setdefault(group, {})
         entry = metrics.get(metric.name)
         if entry is None:
@@ -103,6 +132,8 @@ def stats_document(data: MetricsData | None) -> dict[str, dict[str, dict[str, An
         else:
             entry["value"] += point.value
             entry["points"].append({"attributes": attributes, "value": point.value})
+    if omitted is not None:
+        omitted.update((hook, len(names)) for hook, names in left_out.items())
     return hooks
 
 
@@ -123,13 +154,18 @@ def totals(data: MetricsData | None) -> Totals:
 def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
     from otel_pipeline.hooks.health import collect_stats, collector_names
 
-    hooks = stats_document(pipeline.collect())
+    omitted: dict[str, int] = {}
+    hooks = stats_document(pipeline.collect(), omitted, name)
     body: dict[str, Any] = {"service": pipeline.config.service_name, "time": time.time()}
     if name is None:
         body.update(hooks=hooks, collectors=collect_stats())
+        if omitted:
+            body["omitted"] = omitted
         return 200, body
     if name in hooks:
         selected = {name: hooks[name]}
+        if name in omitted:
+            body["omitted"] = {name: omitted[name]}
     else:
         selected = {hook: {name: groups[name]} for hook, groups in hooks.items() if name in groups}
     collectors: dict[str, Any] = {}

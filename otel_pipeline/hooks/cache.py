@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of
+from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -161,7 +161,8 @@ class Cache(Hook):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
+        #: The registries this cache has a state on (the states live there: see ``state_on``).
+        self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
         self._states_lock = threading.Lock()
         self._sources: list[_Source] = []
         #: "entries" / "bytes" / "max_entries" -> the function that observes it.
@@ -183,15 +184,17 @@ class Cache(Hook):
 
     def _state(self, registry: Registry) -> _State:
         """The cache's state on ``registry`` (the same one each time it is bound there)."""
-        state = self._states.get(registry)
-        if state is None:
+
+        def make() -> _State:
+            state = _State(self, registry)
             with self._states_lock:
-                state = self._states.get(registry)
-                if state is None:
-                    state = self._states[registry] = _State(self, registry)
-                    for source in list(self._sources):
-                        state.track(source)
-        return state
+                self._registries.add(registry)
+                sources = list(self._sources)
+            for source in sources:
+                state.track(source)
+            return state
+
+        return state_on(registry, self, make)
 
     # -- recording --------------------------------------------------------------------------
 
@@ -286,9 +289,9 @@ class Cache(Hook):
         source = _Source(function)
         with self._states_lock:
             self._sources.append(source)
-            states = list(self._states.values())
-        for state in states:
-            state.track(source)
+            registries = list(self._registries)
+        for registry in registries:
+            self._state(registry).track(source)
         hook = self
 
         @functools.wraps(function)
@@ -390,7 +393,7 @@ Observations = Iterator[tuple[float, dict[str, Any]]]
 def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | None]) -> Observations:
     """At collection: bring the wrapped caches' lookups up to date, then ``read`` every cache."""
     for hook in hooks_of(Cache):
-        if not hook._sources and not hook._observed and registry not in hook._states:
+        if not hook._sources and not hook._observed and hook not in registry.hook_states:
             continue
         try:
             state = hook._state(registry)

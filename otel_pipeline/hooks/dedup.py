@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, get_hook, hooks_of
+from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -65,20 +64,12 @@ class Dedup(Hook):
 
     kind = "dedup"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
-        self._states_lock = threading.Lock()
-
     def _bind(self, pipeline: Pipeline) -> _State:
         registry = pipeline.registry
         assert registry is not None
         registry.observe(DUPLICATE_RATIO, lambda: _ratios(registry))
-        with self._states_lock:
-            state = self._states.get(registry)
-            if state is None:  # the same totals each time this hook is bound to this registry
-                state = self._states[registry] = _State(self, registry)
-        return state
+        # The same totals each time this hook is bound to this registry.
+        return state_on(registry, self, lambda: _State(self, registry))
 
     def check(self, *, duplicate: bool) -> bool:
         """Count one item checked, and a duplicate if ``duplicate``; returns ``duplicate``.
@@ -114,8 +105,9 @@ def dedup(name: str) -> Dedup:
 
 
 def _ratios(registry: Registry) -> Iterator[tuple[float, dict[str, Any]]]:
+    states = registry.hook_states
     for hook in hooks_of(Dedup):
-        state = hook._states.get(registry)
+        state: _State | None = states.get(hook)
         if state is None:
             continue
         with state.lock:

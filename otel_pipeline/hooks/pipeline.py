@@ -27,7 +27,15 @@ from opentelemetry import trace
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook
+from otel_pipeline._internal.hook import (
+    OVERFLOW_NAME,
+    Hook,
+    check_count,
+    check_name,
+    get_hook,
+    state_on,
+    warn_names,
+)
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -352,10 +360,21 @@ class _StageTimed(Timed):
         return decorate(function, self._factory)
 
 
+class _StageNames:
+    """The stage names of all pipelines on one configured pipeline, at most ``limit`` of them."""
+
+    __slots__ = ("count", "limit", "lock")
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit
+        self.lock = threading.Lock()
+
+
 class _Bound:
     """One pipeline's series on one configured pipeline; stage operations made on first use."""
 
-    __slots__ = ("_hook", "_lock", "_stages", "pipeline", "runs", "started")
+    __slots__ = ("_hook", "_names", "_stages", "pipeline", "runs", "started")
 
     def __init__(self, hook: PipelineHook, pipeline_: Pipeline) -> None:
         registry = pipeline_.registry
@@ -366,15 +385,27 @@ class _Bound:
         self.started = registry.instrument(RUNS_STARTED).bind(attributes)
         self.runs = OutcomeSeries(registry, RUNS_FINISHED, RUN_DURATION, RUNS_ACTIVE, attributes)
         self._stages: dict[str, _StageOp] = {}
-        self._lock = threading.Lock()
+        # Shared by every pipeline hook on this registry: stage names are capped in total.
+        self._names = state_on(registry, _StageNames, lambda: _StageNames(pipeline_.config.hook_name_limit))
 
     def stage(self, name: str) -> _StageOp:
         op = self._stages.get(name)
         if op is None:
-            with self._lock:
+            names = self._names
+            examples: list[str] = []
+            with names.lock:
                 op = self._stages.get(name)
+                if op is None and names.count >= names.limit:
+                    # Past the limit, new stage names share this pipeline's overflow stage.
+                    op = self._stages.get(OVERFLOW_NAME)
+                    if op is None:
+                        examples = [*list(self._stages)[-3:], name]
+                    name = OVERFLOW_NAME
                 if op is None:
                     op = self._stages[name] = _StageOp(self._hook, name, self.pipeline)
+                    names.count += name != OVERFLOW_NAME
+            if examples:
+                warn_names("pipeline stage", names.limit, examples)
         return op
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from time import time
@@ -29,7 +28,7 @@ from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of
+from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of, state_on
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
@@ -315,7 +314,6 @@ class Queue(Hook):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._states: weakref.WeakKeyDictionary[Registry, _State] = weakref.WeakKeyDictionary()
         self._states_lock = threading.Lock()
         self._depth_function: Callable[[], float | None] | None = None
         self._dead_letter_function: Callable[[], float | None] | None = None
@@ -333,13 +331,7 @@ class Queue(Hook):
         ):
             registry.observe(spec, functools.partial(_observe_all, registry, read))
         # The same state each time the queue binds to this registry: tracked depths survive.
-        state = self._states.get(registry)
-        if state is None:
-            with self._states_lock:
-                state = self._states.get(registry)
-                if state is None:
-                    state = self._states[registry] = _State(self, pipeline)
-        return state
+        return state_on(registry, self, lambda: _State(self, pipeline))
 
     def _worker_opened(self, step: int) -> None:
         with self._states_lock:
@@ -614,8 +606,9 @@ def _observe_all(
     registry: Registry, read: Callable[[Queue, _State | None], float | None]
 ) -> Iterator[tuple[float, dict[str, Any]]]:
     """At collection: ``read`` every queue bound to ``registry`` or observed by a function."""
+    states = registry.hook_states
     for hook in hooks_of(Queue):
-        state = hook._states.get(registry)
+        state: _State | None = states.get(hook)
         if state is None and hook._depth_function is None and hook._dead_letter_function is None:
             continue
         value = read(hook, state)
