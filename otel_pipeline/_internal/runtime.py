@@ -223,12 +223,16 @@ def build_pipeline(
     span_processors: list[SpanProcessor] | None = None,
     serve: bool = True,
     resource: Resource | None = None,
+    forked: bool = False,
 ) -> Pipeline:
-    """Providers, registry and (for the Prometheus exporter) the server, for ``config``."""
+    """Providers, registry and (for the Prometheus exporter) the server, for ``config``.
+
+    ``forked``: for a forked child, which leaves the parent's Pushgateway group alone.
+    """
     if not config.enabled:
         return Pipeline(config)
     resource = resource or providers.build_resource(config)
-    built = providers.metric_readers(config)
+    built = providers.metric_readers(config, forked=forked)
     readers = built.readers + list(extra_readers or [])
     meter_provider = providers.build_meter_provider(resource, readers)
     registry = Registry(
