@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +23,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import LocalServer, MissingBinaryError, free_port, require_binary
 from tests.support.prometheus import Prometheus
 
-__all__ = ["GatewayScraper", "Pushgateway", "Sample", "pushgateway", "silent_port"]
+__all__ = ["GatewayScraper", "Pushgateway", "Sample", "parse_samples", "pushgateway", "silent_port"]
 
 #: (name, sorted labels, value)
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
 #: Series the gateway adds to every group itself.
 GATEWAY_SERIES = ("push_time_seconds", "push_failure_time_seconds")
+
+
+def parse_samples(exposition: str) -> set[Sample]:
+    """Every sample of a text exposition as (name, sorted labels, value)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items())), float(sample.value))
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
 
 
 class Pushgateway(LocalServer):
@@ -54,7 +62,9 @@ class Pushgateway(LocalServer):
     def start(self) -> Pushgateway:
         self._make_dir()
         self.port = free_port()
-        argv = [self.binary, f"--web.listen-address={self.address}", "--log.level=warn"]
+        # Debian's build persists to /var/lib/prometheus by default; an empty file keeps it in memory.
+        argv = [self.binary, f"--web.listen-address={self.address}", "--persistence.file="]
+        argv.append("--log.level=warn")
         self._launch(argv, self._ready, interval=0.1)
         return self
 
@@ -72,15 +82,14 @@ class Pushgateway(LocalServer):
     def samples(self, *, job: str | None = None, include_gateway: bool = False) -> set[Sample]:
         """Every pushed sample of ``/metrics`` (of group ``job`` if given), its own series left out."""
         found: set[Sample] = set()
-        for family in text_string_to_metric_families(self.exposition()):
-            for sample in family.samples:
-                if not include_gateway and sample.name in GATEWAY_SERIES:
-                    continue
-                if family.name.startswith(("pushgateway_", "go_", "process_", "promhttp_")):
-                    continue
-                if job is not None and sample.labels.get("job") != job:
-                    continue
-                found.add((sample.name, tuple(sorted(sample.labels.items())), float(sample.value)))
+        for name, labels, value in parse_samples(self.exposition()):
+            if not include_gateway and name in GATEWAY_SERIES:
+                continue
+            if name.startswith(("pushgateway_", "go_", "process_", "promhttp_")):
+                continue  # the gateway's own metrics
+            if job is not None and dict(labels).get("job") != job:
+                continue
+            found.add((name, labels, value))
         return found
 
     def value(self, name: str, **labels: str) -> float:
@@ -138,11 +147,3 @@ def pushgateway() -> Iterator[Pushgateway]:
         pytest.fail(str(error), pytrace=False)
     with gateway:
         yield gateway
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
