@@ -276,6 +276,10 @@ def test_remote_write_posts_snappy_protobuf_with_job_and_instance(gateway: Gatew
         "0.1.0",
     )
     decoded = decode(bytes(cramjam.snappy.decompress_raw(body)))
+    # A second push in the same millisecond still moves the timestamp forward.
+    assert exporter.export(data) is MetricExportResult.SUCCESS
+    again = decode(bytes(cramjam.snappy.decompress_raw(gateway.requests[1][3])))
+    assert again[0][1][0][1] > decoded[0][1][0][1]
     by_name = {dict(labels)["__name__"]: (labels, samples) for labels, samples in decoded}
     labels, samples = by_name["jobs_total"]
     assert labels == [

@@ -136,13 +136,18 @@ class RemoteWriteExporter(PushExporter):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self._compress = _snappy().compress_raw  # fails now, at configure(), without the extra
         super().__init__(url, timeout)
+        self._last_timestamp = 0
 
     def _encode(self, metrics_data: MetricsData) -> bytes:
         resource: dict[str, Any] = {}
         for resource_metrics in metrics_data.resource_metrics:
             resource.update(resource_metrics.resource.attributes)
         series = series_of(render(metrics_data).decode(), job_and_instance(resource))
-        message = encode_write_request(series, int(time.time() * 1000))
+        # Two pushes in one millisecond (a periodic one, then the final one) would be duplicate
+        # samples with other values, which the receiver refuses: timestamps only move forward.
+        with self._lock:
+            timestamp = self._last_timestamp = max(int(time.time() * 1000), self._last_timestamp + 1)
+        message = encode_write_request(series, timestamp)
         return bytes(self._compress(message))
 
     def _send(self, body: bytes, timeout: float) -> None:

@@ -75,7 +75,7 @@ def run_batch(
 ) -> BatchRun:
     """Run the batch in a fresh interpreter (no OTEL_* variables but ``env``); wait for it to end."""
     summary_path = tmp_path / f"summary-{time.monotonic_ns()}.json"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COV_"))}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment.update(env or {})
     argument = json.dumps({"items": dict(items), **options})
     started = time.monotonic()
