@@ -79,11 +79,14 @@ def retryable(error: BaseException) -> bool:
 
 
 def _describe(error: BaseException) -> str:
+    """What went wrong, in a few words; an HTTP error's answer is read (its start) and closed."""
     if isinstance(error, urllib.error.HTTPError):
         try:
             detail = error.read(300).decode(errors="replace").strip()
         except Exception:  # the body is a courtesy; the status says enough
             detail = ""
+        finally:
+            error.close()  # its connection, which would otherwise wait for the garbage collector
         return f"HTTP {error.code} {error.reason}" + (f": {detail}" if detail else "")
     if isinstance(error, urllib.error.URLError):
         return str(error.reason)
@@ -131,7 +134,7 @@ class PushExporter(MetricExporter):
 
     def _deliver(self, send: Send, deadline: float) -> MetricExportResult:
         """Call ``send(timeout)`` until it succeeds, fails for good, or the deadline is near."""
-        error: BaseException | None = None
+        reason = f"no time left (export_timeout {self.timeout} s)"
         pause = _FIRST_PAUSE
         for _attempt in range(ATTEMPTS):
             remaining = deadline - time.monotonic()
@@ -140,7 +143,7 @@ class PushExporter(MetricExporter):
             try:
                 send(remaining)
             except Exception as failure:
-                error = failure
+                reason = _describe(failure)
                 if not retryable(failure):
                     break
                 time.sleep(max(0.0, min(pause, deadline - time.monotonic() - _MIN_ATTEMPT)))
@@ -148,7 +151,7 @@ class PushExporter(MetricExporter):
                 continue
             self._succeeded()
             return MetricExportResult.SUCCESS
-        self._failed(error)
+        self._failed(reason)
         return MetricExportResult.FAILURE
 
     def _succeeded(self) -> None:
@@ -157,8 +160,7 @@ class PushExporter(MetricExporter):
         if recovered:
             logger.info("the %s at %s takes metrics again", self.target, self.url)
 
-    def _failed(self, error: BaseException | None) -> None:
-        reason = _describe(error) if error is not None else f"no time left (export_timeout {self.timeout} s)"
+    def _failed(self, reason: str) -> None:
         with self._lock:
             first, self._warned, self._failing = not self._warned, True, True
         if first:

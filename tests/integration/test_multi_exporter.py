@@ -105,7 +105,8 @@ def test_health_shows_a_failing_push_next_to_metrics() -> None:
         try:
             scrape(health_url)
         except urllib.error.HTTPError as error:  # 503 once unhealthy
-            body: dict[str, Any] = json.loads(error.read())
+            with error:
+                body: dict[str, Any] = json.loads(error.read())
             return body
         return None
 
