@@ -10,7 +10,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_pipeline._internal import fork as _fork
@@ -107,7 +107,7 @@ __all__ = [
 def configure(
     service_name: str | None = None,
     *,
-    exporter: str | None = None,
+    exporter: str | Sequence[str] | None = None,
     prometheus_host: str | None = None,
     prometheus_port: int | None = None,
     otlp_endpoint: str | None = None,
@@ -123,11 +123,18 @@ def configure(
     handle_sigterm: bool | None = None,
     hook_name_limit: int | None = None,
     resource_attributes: Mapping[str, str] | None = None,
+    pushgateway_url: str | None = None,
+    pushgateway_grouping: Mapping[str, str] | None = None,
+    pushgateway_delete_on_shutdown: bool | None = None,
+    remote_write_url: str | None = None,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
 
     Every option not given comes from its standard ``OTEL_*`` variable, else its default;
     an explicit argument always wins. By default ``/metrics`` is served on 127.0.0.1:9464.
+    ``exporter`` takes several at once (``"prometheus,pushgateway"``, or a sequence): batch
+    runs push to a Pushgateway (``pushgateway_url``) or remote write (``remote_write_url``),
+    see docs/batch.md.
 
     Calling it again with the same options returns the same pipeline; with other options it
     raises ``RuntimeError`` (call :func:`shutdown` first). Bad values raise ``ValueError``
@@ -165,6 +172,10 @@ def configure(
         "handle_sigterm": handle_sigterm,
         "hook_name_limit": hook_name_limit,
         "resource_attributes": resource_attributes,
+        "pushgateway_url": pushgateway_url,
+        "pushgateway_grouping": pushgateway_grouping,
+        "pushgateway_delete_on_shutdown": pushgateway_delete_on_shutdown,
+        "remote_write_url": remote_write_url,
     }
     return _runtime.configure(**options)
 

@@ -1,6 +1,7 @@
 """The ``otel-pipeline`` command.
 
-    otel-pipeline demo [--duration S] [--port P] [--exporter prometheus|otlp] [--otlp-endpoint URL]
+    otel-pipeline demo [--duration S] [--port P] [--exporter prometheus|otlp|pushgateway|...]
+                       [--otlp-endpoint URL] [--pushgateway-url URL] [--remote-write-url URL]
 
 >>> main(["demo", "--duration", "0.2", "--port", "0", "--quiet"])
 0
@@ -38,6 +39,18 @@ def _port(text: str) -> int:
     return value
 
 
+def _exporters(text: str) -> str:
+    from otel_pipeline.config import EXPORTERS
+
+    for name in text.split(","):
+        if name.strip() not in EXPORTERS:
+            choices = ", ".join(EXPORTERS)
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {name.strip()!r} (choose from {choices}; several joined by commas)"
+            )
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: ``otel-pipeline demo ...``."""
     main_parser = argparse.ArgumentParser(
@@ -56,8 +69,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive_seconds, default=None, help="stop after S seconds")
     demo.add_argument("--port", type=_port, default=9464, help="port of /metrics (default 9464; 0: any)")
     demo.add_argument("--host", default="127.0.0.1", help="address of /metrics (default 127.0.0.1)")
-    demo.add_argument("--exporter", choices=("prometheus", "otlp"), default="prometheus")
+    demo.add_argument(
+        "--exporter",
+        type=_exporters,
+        default="prometheus",
+        help="prometheus, otlp, pushgateway, remote_write, console or none; several joined by commas",
+    )
     demo.add_argument("--otlp-endpoint", default=None, help="OTLP endpoint URL (with --exporter otlp)")
+    demo.add_argument("--pushgateway-url", default=None, help="Pushgateway URL (with --exporter pushgateway)")
+    demo.add_argument("--remote-write-url", default=None, help="remote write URL (--exporter remote_write)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated world (default 7)")
     demo.add_argument("--summary", default=None, metavar="PATH", help="also write the summary JSON here")
     demo.add_argument("--quiet", action="store_true", help="print nothing (no banner, no summary)")
@@ -76,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             exporter=args.exporter,
             otlp_endpoint=args.otlp_endpoint,
+            pushgateway_url=args.pushgateway_url,
+            remote_write_url=args.remote_write_url,
             seed=args.seed,
             summary_path=args.summary,
             quiet=args.quiet,

@@ -12,6 +12,7 @@ a mistake fails at start-up with a message naming the option, the bad value and 
 from __future__ import annotations
 
 import math
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -43,10 +44,12 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
     7.5,
     10.0,
 )
-EXPORTERS = ("prometheus", "otlp", "console", "none")
+#: ``exporter`` takes one of these, or several joined by commas (``"prometheus,pushgateway"``).
+EXPORTERS = ("prometheus", "otlp", "pushgateway", "remote_write", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 INSTRUMENT_MODES = ("core", "sdk")
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
 
@@ -92,6 +95,37 @@ class Config:
     #: Distinct names per hook kind (queues, caches, stages ...); past it new names share one hook.
     hook_name_limit: int = 500
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    # Batch runs (docs/batch.md): the Pushgateway and Prometheus remote write.
+    pushgateway_url: str | None = None
+    pushgateway_grouping: Mapping[str, str] = field(default_factory=dict)
+    pushgateway_delete_on_shutdown: bool = False
+    remote_write_url: str | None = None
+
+    def __post_init__(self) -> None:
+        # A sequence of names is kept as the comma-joined string, so that ``exporter`` reads as it
+        # always did and two configs naming the same exporters compare equal.
+        exporter = self.exporter
+        if isinstance(exporter, (list, tuple)) and all(isinstance(name, str) for name in exporter):
+            exporter = ",".join(exporter)
+        if isinstance(exporter, str):
+            object.__setattr__(self, "exporter", ",".join(name.strip() for name in exporter.split(",")))
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        """The exporters, in the order given.
+
+        >>> Config(exporter=("prometheus", "pushgateway")).exporters
+        ('prometheus', 'pushgateway')
+        """
+        return tuple(self.exporter.split(","))
+
+    def exports(self, name: str) -> bool:
+        """True when ``name`` is one of the exporters.
+
+        >>> Config(exporter="prometheus, otlp").exports("otlp")
+        True
+        """
+        return name in self.exporters
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str], **arguments: Any) -> Config:
@@ -148,8 +182,7 @@ class Config:
             raise _fail("service_name", self.service_name, "a non-empty string is required")
         if not isinstance(self.service_version, str):
             raise _fail("service_version", self.service_version, "a string is required")
-        if self.exporter not in EXPORTERS:
-            raise _fail("exporter", self.exporter, f"use one of {', '.join(map(repr, EXPORTERS))}")
+        self._check_exporters()
         if not isinstance(self.prometheus_host, str) or not self.prometheus_host:
             raise _fail("prometheus_host", self.prometheus_host, "a host name or IP address is required")
         port = self.prometheus_port
@@ -186,6 +219,56 @@ class Config:
         for key, value in self.resource_attributes.items():
             if not isinstance(key, str) or not key or not isinstance(value, str):
                 raise _fail("resource_attributes", {key: value}, "keys and values must be non-empty strings")
+        self._check_push()
+
+    def _check_exporters(self) -> None:
+        allowed = (
+            f"use one of {', '.join(map(repr, EXPORTERS))}, or several joined by commas "
+            "(e.g. 'prometheus,pushgateway')"
+        )
+        if not isinstance(self.exporter, str):
+            raise _fail("exporter", self.exporter, allowed)
+        names = self.exporters
+        for name in names:
+            if name not in EXPORTERS:
+                unknown = f"{name!r} is not an exporter; " if len(names) > 1 else ""
+                raise _fail("exporter", self.exporter, unknown + allowed)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise _fail("exporter", self.exporter, f"{repeated[0]!r} is named twice; name each exporter once")
+        if "none" in names and len(names) > 1:
+            raise _fail("exporter", self.exporter, "'none' cannot be combined with other exporters")
+        for name, option, example in (
+            ("pushgateway", "pushgateway_url", "http://localhost:9091"),
+            ("remote_write", "remote_write_url", "http://localhost:9090/api/v1/write"),
+        ):
+            if self.exports(name) and getattr(self, option) is None:
+                raise _InvalidOption(
+                    "exporter",
+                    f"otel_pipeline: exporter={self.exporter!r} needs {option} (e.g. {example!r}), "
+                    f"or the environment variable {ENVIRONMENT_VARIABLES[option]}",
+                )
+
+    def _check_push(self) -> None:
+        if self.pushgateway_url is not None:
+            _check_url("pushgateway_url", self.pushgateway_url, "http://localhost:9091")
+        if self.remote_write_url is not None:
+            _check_url("remote_write_url", self.remote_write_url, "http://localhost:9090/api/v1/write")
+        grouping = self.pushgateway_grouping
+        if not isinstance(grouping, Mapping):
+            raise _fail("pushgateway_grouping", grouping, "use a mapping of label name to str")
+        for key, value in grouping.items():
+            if not isinstance(key, str) or not _LABEL_NAME.match(key) or key == "job" or key.startswith("__"):
+                raise _fail(
+                    "pushgateway_grouping",
+                    {key: value},
+                    "keys must be Prometheus label names other than 'job' (the job is service_name)",
+                )
+            if not isinstance(value, str):
+                raise _fail("pushgateway_grouping", {key: value}, "values must be strings")
+        delete = self.pushgateway_delete_on_shutdown
+        if not isinstance(delete, bool):
+            raise _fail("pushgateway_delete_on_shutdown", delete, "use True or False")
 
     @property
     def resolved_otlp_endpoint(self) -> str:
@@ -218,28 +301,32 @@ def _check_buckets(buckets: object) -> None:
 
 
 def _check_endpoint(endpoint: object) -> None:
-    allowed = "use an http:// or https:// URL with a host, e.g. 'http://localhost:4317'"
+    _check_url("otlp_endpoint", endpoint, "http://localhost:4317")
+
+
+def _check_url(option: str, endpoint: object, example: str) -> None:
+    allowed = f"use an http:// or https:// URL with a host, e.g. {example!r}"
     if not isinstance(endpoint, str):
-        raise _fail("otlp_endpoint", endpoint, allowed)
+        raise _fail(option, endpoint, allowed)
     try:
         parsed = urllib.parse.urlsplit(endpoint)
         port = parsed.port  # raises ValueError for a bad port
     except ValueError:
-        raise _fail("otlp_endpoint", endpoint, allowed) from None
+        raise _fail(option, endpoint, allowed) from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise _fail("otlp_endpoint", endpoint, allowed)
+        raise _fail(option, endpoint, allowed)
     if port is not None and not 0 < port <= 65535:
-        raise _fail("otlp_endpoint", endpoint, allowed)
+        raise _fail(option, endpoint, allowed)
 
 
-def _parse_resource_attributes(raw: str) -> dict[str, str]:
+def _parse_resource_attributes(raw: str, variable: str = "OTEL_RESOURCE_ATTRIBUTES") -> dict[str, str]:
     result: dict[str, str] = {}
     for item in raw.split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise _fail("OTEL_RESOURCE_ATTRIBUTES", raw, "use comma-separated key=value pairs")
+            raise _fail(variable, raw, "use comma-separated key=value pairs")
         result[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
     return result
 
@@ -285,6 +372,10 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "prometheus_port": "OTEL_EXPORTER_PROMETHEUS_PORT",
     "handle_sigterm": "OTEL_PIPELINE_HANDLE_SIGTERM",
     "hook_name_limit": "OTEL_PIPELINE_HOOK_NAME_LIMIT",
+    "pushgateway_url": "OTEL_PIPELINE_PUSHGATEWAY_URL",
+    "pushgateway_grouping": "OTEL_PIPELINE_PUSHGATEWAY_GROUPING",
+    "pushgateway_delete_on_shutdown": "OTEL_PIPELINE_PUSHGATEWAY_DELETE",
+    "remote_write_url": "OTEL_PIPELINE_REMOTE_WRITE_URL",
 }
 
 
@@ -305,12 +396,9 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         values["service_name"] = environ["OTEL_SERVICE_NAME"]
     if "OTEL_SDK_DISABLED" in environ and _env_bool("OTEL_SDK_DISABLED", environ["OTEL_SDK_DISABLED"]):
         values["enabled"] = False
-    if environ.get("OTEL_METRICS_EXPORTER"):
-        # The spec allows a list; we take the first exporter we know.
-        first = environ["OTEL_METRICS_EXPORTER"].split(",")[0].strip()
-        if first not in EXPORTERS:
-            raise _fail("OTEL_METRICS_EXPORTER", environ["OTEL_METRICS_EXPORTER"], f"use one of {EXPORTERS}")
-        values["exporter"] = first
+    if environ.get("OTEL_METRICS_EXPORTER", "").strip():
+        # A comma-separated list, as the specification has it: validated with the option.
+        values["exporter"] = environ["OTEL_METRICS_EXPORTER"]
     if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         values["otlp_endpoint"] = environ["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
     if environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
@@ -347,5 +435,16 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("OTEL_PIPELINE_HOOK_NAME_LIMIT"):
         values["hook_name_limit"] = int(
             _env_number("OTEL_PIPELINE_HOOK_NAME_LIMIT", environ["OTEL_PIPELINE_HOOK_NAME_LIMIT"], int)
+        )
+    for option in ("pushgateway_url", "remote_write_url"):
+        if environ.get(ENVIRONMENT_VARIABLES[option], "").strip():
+            values[option] = environ[ENVIRONMENT_VARIABLES[option]].strip()
+    if environ.get("OTEL_PIPELINE_PUSHGATEWAY_GROUPING", "").strip():
+        values["pushgateway_grouping"] = _parse_resource_attributes(
+            environ["OTEL_PIPELINE_PUSHGATEWAY_GROUPING"], "OTEL_PIPELINE_PUSHGATEWAY_GROUPING"
+        )
+    if "OTEL_PIPELINE_PUSHGATEWAY_DELETE" in environ:
+        values["pushgateway_delete_on_shutdown"] = _env_bool(
+            "OTEL_PIPELINE_PUSHGATEWAY_DELETE", environ["OTEL_PIPELINE_PUSHGATEWAY_DELETE"]
         )
     return values

@@ -360,6 +360,16 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _destinations(pipeline: Any) -> list[str]:
+    """Where the demo's metrics go, for the banner."""
+    config = pipeline.config
+    found = [pipeline.metrics_url] if pipeline.metrics_url else []
+    found += [f"OTLP {config.resolved_otlp_endpoint}"] if config.exports("otlp") else []
+    found += [f"Pushgateway {config.pushgateway_url}"] if config.exports("pushgateway") else []
+    found += [f"remote write {config.remote_write_url}"] if config.exports("remote_write") else []
+    return found or [config.exporter]
+
+
 def run_demo(
     *,
     duration: float | None = None,
@@ -367,6 +377,8 @@ def run_demo(
     host: str = "127.0.0.1",
     exporter: str = "prometheus",
     otlp_endpoint: str | None = None,
+    pushgateway_url: str | None = None,
+    remote_write_url: str | None = None,
     seed: int = 7,
     pause: float = 0.2,
     summary_path: str | Path | None = None,
@@ -376,7 +388,8 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo until ``duration`` seconds have passed (None: until SIGINT/SIGTERM or ``stop``).
 
-    Serves ``/metrics`` on ``host:port`` with the Prometheus exporter (or pushes over OTLP), prints
+    Serves ``/metrics`` on ``host:port`` with the Prometheus exporter (or pushes: OTLP, Pushgateway,
+    remote write; ``exporter`` takes several joined by commas, as ``configure()`` does), prints
     the run summary at the end (unless ``quiet``), writes it to ``summary_path`` if given, shuts
     otel_pipeline down and returns the summary.
     """
@@ -390,12 +403,14 @@ def run_demo(
         prometheus_host=host,
         prometheus_port=port,
         otlp_endpoint=otlp_endpoint,
-        export_interval=5.0 if exporter == "otlp" else None,
+        pushgateway_url=pushgateway_url,
+        remote_write_url=remote_write_url,
+        export_interval=None if exporter == "prometheus" else 5.0,
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
         if not quiet:
-            where = pipeline.metrics_url or f"OTLP {pipeline.config.resolved_otlp_endpoint}"
+            where = ", ".join(_destinations(pipeline))
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
             out.print(
                 f"otel-pipeline demo: metrics at {where}, running {until}", highlight=False, soft_wrap=True

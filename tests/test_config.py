@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, ENVIRONMENT_VARIABLES, Config
+from otel_pipeline.config import DEFAULT_DURATION_BUCKETS, ENVIRONMENT_VARIABLES, EXPORTERS, Config
 
 
 def resolve(environ: dict[str, str] | None = None, **arguments: Any) -> Config:
@@ -33,6 +33,15 @@ def test_defaults() -> None:
         instrument_mode="core",
         cardinality_limit=2000,
         resource_attributes={},
+        pushgateway_url=None,
+        pushgateway_grouping={},
+        pushgateway_delete_on_shutdown=False,
+        remote_write_url=None,
+    )
+    assert (config.exporters, config.exports("prometheus"), config.exports("otlp")) == (
+        ("prometheus",),
+        True,
+        False,
     )
     assert config.histogram_buckets == (
         0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -171,8 +180,130 @@ def test_traces_sampler(sampler: str, arg: str, rate: float) -> None:
     assert resolve(environ).trace_sample_rate == rate
 
 
-def test_metrics_exporter_takes_the_first_of_a_list() -> None:
-    assert resolve({"OTEL_METRICS_EXPORTER": "console, otlp"}).exporter == "console"
+@pytest.mark.parametrize(
+    ("given", "exporter", "exporters"),
+    [
+        ("prometheus,otlp", "prometheus,otlp", ("prometheus", "otlp")),
+        (" console , otlp ", "console,otlp", ("console", "otlp")),
+        (("prometheus", "pushgateway"), "prometheus,pushgateway", ("prometheus", "pushgateway")),
+        (
+            ["otlp", "remote_write", "prometheus"],
+            "otlp,remote_write,prometheus",
+            ("otlp", "remote_write", "prometheus"),
+        ),
+        ("none", "none", ("none",)),
+    ],
+)
+def test_exporter_takes_several(given: Any, exporter: str, exporters: tuple[str, ...]) -> None:
+    urls: dict[str, Any] = {
+        "pushgateway_url": "http://gw:9091",
+        "remote_write_url": "http://prom:9090/api/v1/write",
+    }
+    config = resolve(exporter=given, **urls)
+    assert (config.exporter, config.exporters) == (exporter, exporters)
+    assert {name for name in EXPORTERS if config.exports(name)} == set(exporters)
+    # The same exporters, given as a string or a sequence, are the same configuration.
+    assert config == resolve(exporter=",".join(exporters), **urls)
+
+
+def test_metrics_exporter_variable_takes_a_list() -> None:
+    config = resolve({"OTEL_METRICS_EXPORTER": "console, otlp"})
+    assert (config.exporter, config.exporters) == ("console,otlp", ("console", "otlp"))
+    assert resolve({"OTEL_METRICS_EXPORTER": "otlp,prometheus"}, exporter="none").exporter == "none"
+
+
+ALLOWED_EXPORTERS = (
+    "use one of 'prometheus', 'otlp', 'pushgateway', 'remote_write', 'console', 'none', "
+    "or several joined by commas (e.g. 'prometheus,pushgateway')"
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("jaeger", f"exporter='jaeger' is not valid; {ALLOWED_EXPORTERS}"),
+        (
+            "prometheus,jaeger",
+            f"exporter='prometheus,jaeger' is not valid; 'jaeger' is not an exporter; {ALLOWED_EXPORTERS}",
+        ),
+        ("prometheus,", f"exporter='prometheus,' is not valid; '' is not an exporter; {ALLOWED_EXPORTERS}"),
+        ("", f"exporter='' is not valid; {ALLOWED_EXPORTERS}"),
+        (("otlp", "jaeger"), "exporter='otlp,jaeger' is not valid; 'jaeger' is not an exporter"),
+        (("otlp", 3), f"exporter=('otlp', 3) is not valid; {ALLOWED_EXPORTERS}"),
+        (7, f"exporter=7 is not valid; {ALLOWED_EXPORTERS}"),
+        ("otlp,prometheus,otlp", "exporter='otlp,prometheus,otlp' is not valid; 'otlp' is named twice"),
+        (
+            ("prometheus", "prometheus"),
+            "exporter='prometheus,prometheus' is not valid; 'prometheus' is named twice",
+        ),
+        ("none,otlp", "exporter='none,otlp' is not valid; 'none' cannot be combined with other exporters"),
+        (
+            "prometheus,pushgateway",
+            "exporter='prometheus,pushgateway' needs pushgateway_url (e.g. 'http://localhost:9091'), "
+            "or the environment variable OTEL_PIPELINE_PUSHGATEWAY_URL",
+        ),
+        (
+            "remote_write",
+            "exporter='remote_write' needs remote_write_url (e.g. 'http://localhost:9090/api/v1/write'), "
+            "or the environment variable OTEL_PIPELINE_REMOTE_WRITE_URL",
+        ),
+    ],
+)
+def test_bad_exporters_name_the_value_and_what_is_allowed(given: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=r"^otel_pipeline: ") as raised:
+        resolve(exporter=given)
+    assert message in str(raised.value)
+    assert type(raised.value) is ValueError
+
+
+def test_bad_exporter_list_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="named twice") as raised:
+        resolve({"OTEL_METRICS_EXPORTER": "prometheus,otlp,prometheus"})
+    assert str(raised.value) == (
+        "otel_pipeline: exporter='prometheus,otlp,prometheus' is not valid; 'prometheus' is named twice; "
+        "name each exporter once (set by the environment variable OTEL_METRICS_EXPORTER)"
+    )
+
+
+def test_push_options_from_arguments_and_variables() -> None:
+    environ = {
+        "OTEL_METRICS_EXPORTER": "pushgateway,remote_write",
+        "OTEL_PIPELINE_PUSHGATEWAY_URL": " http://gw:9091 ",
+        "OTEL_PIPELINE_PUSHGATEWAY_GROUPING": "instance=host-1,shard=a%2Fb",
+        "OTEL_PIPELINE_PUSHGATEWAY_DELETE": "true",
+        "OTEL_PIPELINE_REMOTE_WRITE_URL": "https://mimir:443/api/v1/push",
+    }
+    config = resolve(environ)
+    assert (
+        config.exporters,
+        config.pushgateway_url,
+        dict(config.pushgateway_grouping),
+        config.pushgateway_delete_on_shutdown,
+        config.remote_write_url,
+    ) == (
+        ("pushgateway", "remote_write"),
+        "http://gw:9091",
+        {"instance": "host-1", "shard": "a/b"},
+        True,
+        "https://mimir:443/api/v1/push",
+    )
+    explicit = resolve(
+        environ,
+        pushgateway_url="http://other:9091",
+        pushgateway_grouping={"region": "eu"},
+        pushgateway_delete_on_shutdown=False,
+        remote_write_url="http://prom:9090/api/v1/write",
+    )
+    assert (
+        explicit.pushgateway_url,
+        dict(explicit.pushgateway_grouping),
+        explicit.pushgateway_delete_on_shutdown,
+        explicit.remote_write_url,
+    ) == ("http://other:9091", {"region": "eu"}, False, "http://prom:9090/api/v1/write")
+    assert {ENVIRONMENT_VARIABLES[o] for o in ("pushgateway_url", "remote_write_url")} == {
+        "OTEL_PIPELINE_PUSHGATEWAY_URL",
+        "OTEL_PIPELINE_REMOTE_WRITE_URL",
+    }
 
 
 def test_histogram_buckets_list_becomes_tuple() -> None:
@@ -196,7 +327,28 @@ BAD_ARGUMENTS: list[tuple[str, Any, str]] = [
     ("service_name", "   ", "a non-empty string is required"),
     ("service_name", 42, "a non-empty string is required"),
     ("service_version", 1.0, "a string is required"),
-    ("exporter", "jaeger", "use one of 'prometheus', 'otlp', 'console', 'none'"),
+    (
+        "exporter",
+        "jaeger",
+        "use one of 'prometheus', 'otlp', 'pushgateway', 'remote_write', 'console', 'none'",
+    ),
+    (
+        "pushgateway_url",
+        "localhost:9091",
+        "use an http:// or https:// URL with a host, e.g. 'http://localhost:9091'",
+    ),
+    ("pushgateway_url", 9091, "use an http:// or https:// URL with a host"),
+    (
+        "remote_write_url",
+        "ftp://prom/api/v1/write",
+        "use an http:// or https:// URL with a host, e.g. 'http://localhost:9090/api/v1/write'",
+    ),
+    ("pushgateway_grouping", [("instance", "a")], "use a mapping of label name to str"),
+    ("pushgateway_grouping", {"job": "x"}, "keys must be Prometheus label names other than 'job'"),
+    ("pushgateway_grouping", {"bad-name": "x"}, "keys must be Prometheus label names other than 'job'"),
+    ("pushgateway_grouping", {"__meta": "x"}, "keys must be Prometheus label names other than 'job'"),
+    ("pushgateway_grouping", {"instance": 1}, "values must be strings"),
+    ("pushgateway_delete_on_shutdown", "yes", "use True or False"),
     ("prometheus_host", "", "a host name or IP address is required"),
     ("prometheus_port", -1, "use an integer from 0 to 65535 (0 picks a free port)"),
     ("prometheus_port", 65536, "use an integer from 0 to 65535 (0 picks a free port)"),
@@ -262,7 +414,29 @@ def test_every_bad_argument_names_option_value_and_what_is_allowed(
 # Bad values in the environment: the message names the variable.
 BAD_VARIABLES: list[tuple[str, str, str]] = [
     ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED='maybe' is not valid; use true or false"),
-    ("OTEL_METRICS_EXPORTER", "jaeger", "OTEL_METRICS_EXPORTER='jaeger' is not valid; use one of"),
+    (
+        "OTEL_METRICS_EXPORTER",
+        "jaeger",
+        "exporter='jaeger' is not valid; use one of 'prometheus', 'otlp', 'pushgateway', 'remote_write', "
+        "'console', 'none', or several joined by commas (e.g. 'prometheus,pushgateway') "
+        "(set by the environment variable OTEL_METRICS_EXPORTER)",
+    ),
+    (
+        "OTEL_PIPELINE_PUSHGATEWAY_GROUPING",
+        "instance",
+        "OTEL_PIPELINE_PUSHGATEWAY_GROUPING='instance' is not valid; use comma-separated key=value pairs",
+    ),
+    (
+        "OTEL_PIPELINE_PUSHGATEWAY_DELETE",
+        "sometimes",
+        "OTEL_PIPELINE_PUSHGATEWAY_DELETE='sometimes' is not valid; use true or false",
+    ),
+    (
+        "OTEL_PIPELINE_PUSHGATEWAY_URL",
+        "gw:9091",
+        "pushgateway_url='gw:9091' is not valid; use an http:// or https:// URL with a host, "
+        "e.g. 'http://localhost:9091' (set by the environment variable OTEL_PIPELINE_PUSHGATEWAY_URL)",
+    ),
     ("OTEL_METRIC_EXPORT_INTERVAL", "soon", "OTEL_METRIC_EXPORT_INTERVAL='soon' is not valid; use a number"),
     ("OTEL_METRIC_EXPORT_TIMEOUT", "1s", "OTEL_METRIC_EXPORT_TIMEOUT='1s' is not valid; use a number"),
     ("OTEL_TRACES_SAMPLER_ARG", "half", "OTEL_TRACES_SAMPLER_ARG='half' is not valid; use a number"),

@@ -27,12 +27,14 @@ _UNHEALTHY_AFTER = 3
 class _Final:
     """One watched exporter's exports since shutdown began."""
 
-    __slots__ = ("exports", "failure", "required")
+    __slots__ = ("exports", "failure", "reported", "required")
 
     def __init__(self, required: bool) -> None:
         self.required = required
         self.exports = 0
         self.failure: str | None = None
+        #: Whether the exporter logged that failure itself (then shutdown need not say it again).
+        self.reported = True
 
 
 class ExportState:
@@ -49,26 +51,32 @@ class ExportState:
         self._required: dict[str, bool] = {}
         self._final: dict[str, _Final] | None = None
 
-    def watch(self, exporter: Any, signal: str, *, final: bool | None = None) -> Any:
+    def watch(
+        self, exporter: Any, signal: str, *, final: bool | None = None, reports: bool | None = None
+    ) -> Any:
         """Record the result of every ``exporter.export(...)`` call; returns the exporter.
 
         ``final``: whether shutdown must see one export of this exporter (default: True for
         ``"metrics"``, whose reader always exports its last collection; spans may have none left).
+        ``reports``: whether the exporter logs its own failures (default: its ``reports_failures``
+        attribute, else False); shutdown then does not log them a second time.
         """
         original = exporter.export
         self.exporters.append((signal, exporter))
         key = self.expect(signal, final=signal == "metrics" if final is None else final)
+        reported = bool(getattr(exporter, "reports_failures", False)) if reports is None else reports
 
         def export(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = original(*args, **kwargs)
             except Exception as error:
-                self.record(False, f"{signal}: {type(error).__name__}", key)
+                self.record(False, f"{signal}: {type(error).__name__}", key, reported=reported)
                 raise
             self.record(
                 result is True or getattr(result, "name", "") == "SUCCESS",
                 f"{signal}: export {getattr(result, 'name', result)}",
                 key,
+                reported=reported,
             )
             return result
 
@@ -88,8 +96,13 @@ class ExportState:
             self._required[key] = final
             return key
 
-    def record(self, succeeded: bool, failure: str, key: str | None = None) -> None:
-        """One export's result (``failure`` describes it); ``key`` from :meth:`expect`, if counted."""
+    def record(
+        self, succeeded: bool, failure: str, key: str | None = None, *, reported: bool = False
+    ) -> None:
+        """One export's result (``failure`` describes it); ``key`` from :meth:`expect`, if counted.
+
+        ``reported``: the exporter logged this failure itself.
+        """
         with self._lock:
             self.exports += 1
             if succeeded:
@@ -103,6 +116,7 @@ class ExportState:
                 final.exports += 1
                 if not succeeded:
                     final.failure = failure
+                    final.reported = final.reported and reported
 
     @property
     def pushes(self) -> bool:
@@ -115,17 +129,20 @@ class ExportState:
         with self._lock:
             self._final = {key: _Final(required) for key, required in self._required.items()}
 
-    def final_result(self) -> tuple[bool, list[str]]:
-        """Whether every final export got through, and what did not."""
+    def final_result(self) -> tuple[bool, list[str], bool]:
+        """Whether every final export got through, what did not, and whether that was all logged already."""
         with self._lock:
             finals = dict(self._final or {})
         problems = []
+        reported = True
         for key, final in sorted(finals.items()):
             if final.failure is not None:
                 problems.append(final.failure)
+                reported = reported and final.reported
             elif final.required and final.exports == 0:
                 problems.append(f"{key}: no final export")
-        return not problems, problems
+                reported = False
+        return not problems, problems, reported
 
     def component(self, exporter: str) -> dict[str, Any]:
         """The /health component: status and what it is based on."""

@@ -50,12 +50,19 @@ def _in_child() -> None:
             "process.pid": os.getpid(),
         }
         resource = pipeline.resource.merge(Resource(identity)) if pipeline.resource is not None else None
-        fresh = runtime.build_pipeline(pipeline.config, serve=False, resource=resource)
+        fresh = runtime.build_pipeline(pipeline.config, serve=False, resource=resource, forked=True)
     except Exception:
         errors.logger.exception("otel_pipeline: could not rebuild the pipeline in a forked child")
         runtime.install(None)
         return
-    if pipeline.config.exporter == "prometheus":
+    if pipeline.config.exports("pushgateway"):
+        errors.warn_once(
+            "fork-pushgateway",
+            "forked child (pid %d) does not push to the Pushgateway: its pushes would replace the "
+            "parent's group; use exporter='otlp' for multi-process workers",
+            os.getpid(),
+        )
+    if pipeline.config.exports("prometheus"):
         errors.warn_once(
             "fork-prometheus",
             "otel_pipeline: forked child (pid %d) of a process serving /metrics serves none itself; "

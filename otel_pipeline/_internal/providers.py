@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -21,6 +21,7 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ConsoleMetricExporter,
     InMemoryMetricReader,
+    MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "build_resource",
     "build_tracer_provider",
     "cardinality_limits",
+    "metric_exporter",
     "metric_readers",
     "otlp_metric_exporter",
     "otlp_span_exporter",
@@ -127,27 +129,67 @@ class Built:
     export_state: ExportState = field(default_factory=ExportState)
 
 
-def metric_readers(config: Config) -> Built:
-    """The exporting reader for ``config.exporter``, plus a local reader for summaries and /stats."""
+#: The signal name each periodically exporting exporter's results are recorded under (/health).
+_SIGNALS = {
+    "otlp": "metrics",
+    "console": "metrics",
+    "pushgateway": "pushgateway",
+    "remote_write": "remote_write",
+}
+
+
+def metric_exporter(name: str, config: Config) -> MetricExporter:
+    """The exporter behind a periodic reader for one of ``config.exporters`` (not prometheus/none)."""
+    if name == "otlp":
+        return cast("MetricExporter", otlp_metric_exporter(config))
+    if name == "pushgateway":
+        from otel_pipeline._internal.push import PushgatewayExporter
+
+        assert config.pushgateway_url is not None  # validated by Config
+        return PushgatewayExporter(
+            config.pushgateway_url,
+            config.service_name,
+            grouping=dict(config.pushgateway_grouping),
+            timeout=config.export_timeout,
+            delete_on_shutdown=config.pushgateway_delete_on_shutdown,
+        )
+    if name == "remote_write":
+        from otel_pipeline._internal.remote_write import RemoteWriteExporter
+
+        assert config.remote_write_url is not None  # validated by Config
+        return RemoteWriteExporter(config.remote_write_url, timeout=config.export_timeout)
+    return ConsoleMetricExporter()
+
+
+def metric_readers(config: Config, *, forked: bool = False) -> Built:
+    """A reader for each of ``config.exporters``, plus a local reader for summaries and /stats.
+
+    They all belong to one MeterProvider (the caller's), so every exporter sees the same
+    instruments and the same instrument core. In a forked child (``forked``) the Pushgateway is
+    left out: the child's pushes would replace the parent's group.
+    """
     built = Built()
     limits = cardinality_limits(config)
-    if config.exporter == "prometheus":
-        from otel_pipeline._internal.exposition import ScrapeReader
+    for name in config.exporters:
+        if name == "prometheus":
+            from otel_pipeline._internal.exposition import ScrapeReader
 
-        # Collected by the /metrics scrape itself; OpenMetrics scrapes get exemplars.
-        built.prometheus_registry = ScrapeReader(cardinality_limits=limits)
-        built.readers.append(built.prometheus_registry)
-    elif config.exporter in ("otlp", "console"):
-        exporter = otlp_metric_exporter(config) if config.exporter == "otlp" else ConsoleMetricExporter()
-        built.export_state.watch(exporter, "metrics")
-        built.readers.append(
-            PeriodicExportingMetricReader(
-                exporter,
-                export_interval_millis=config.export_interval * 1000.0,
-                export_timeout_millis=config.export_timeout * 1000.0,
-                cardinality_limits=limits,
+            # Collected by the /metrics scrape itself; OpenMetrics scrapes get exemplars.
+            built.prometheus_registry = ScrapeReader(cardinality_limits=limits)
+            built.readers.append(built.prometheus_registry)
+        elif name == "none" or (forked and name == "pushgateway"):
+            continue
+        else:
+            exporter = metric_exporter(name, config)
+            built.export_state.watch(exporter, _SIGNALS[name])
+            built.readers.append(
+                PeriodicExportingMetricReader(
+                    exporter,
+                    export_interval_millis=config.export_interval * 1000.0,
+                    export_timeout_millis=config.export_timeout * 1000.0,
+                    cardinality_limits=limits,
+                )
             )
-        )
     built.local_reader = InMemoryMetricReader(preferred_temporality=_cumulative(), cardinality_limits=limits)
     built.readers.append(built.local_reader)
     return built
@@ -176,14 +218,23 @@ def build_tracer_provider(
     if processors is not None:
         for processor in processors:
             provider.add_span_processor(processor)
-    elif config.exporter == "otlp" or (config.exporter == "prometheus" and config.otlp_endpoint):
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                (export_state or ExportState()).watch(otlp_span_exporter(config), "spans"),
-                schedule_delay_millis=min(config.export_interval, 5.0) * 1000.0,
-                export_timeout_millis=config.export_timeout * 1000.0,
+    else:
+        if _spans_over_otlp(config):
+            provider.add_span_processor(
+                BatchSpanProcessor(
+                    (export_state or ExportState()).watch(otlp_span_exporter(config), "spans"),
+                    schedule_delay_millis=min(config.export_interval, 5.0) * 1000.0,
+                    export_timeout_millis=config.export_timeout * 1000.0,
+                )
             )
-        )
-    elif config.exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        if config.exports("console"):
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     return provider, ids
+
+
+def _spans_over_otlp(config: Config) -> bool:
+    """Spans go over OTLP with the otlp exporter, or with an ``otlp_endpoint`` next to a Prometheus one."""
+    prometheus = ("prometheus", "pushgateway", "remote_write")
+    return config.exports("otlp") or (
+        bool(config.otlp_endpoint) and any(config.exports(name) for name in prometheus)
+    )

@@ -8,6 +8,7 @@ their series when its generation changes (configure, shutdown, a test fixture). 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -161,9 +162,14 @@ class Pipeline:
         return self._delivered()
 
     def _delivered(self) -> bool:
-        delivered, problems = self.export_state.final_result()
+        delivered, problems, reported = self.export_state.final_result()
         if not delivered:
-            logger.warning("shutdown: the final export did not get through (%s)", "; ".join(problems))
+            # A failure its exporter logged already is not logged a second time as a warning.
+            logger.log(
+                logging.INFO if reported else logging.WARNING,
+                "shutdown: the final export did not get through (%s)",
+                "; ".join(problems),
+            )
         return delivered
 
     def _flush_spans(self) -> None:
@@ -236,12 +242,16 @@ def build_pipeline(
     span_processors: list[SpanProcessor] | None = None,
     serve: bool = True,
     resource: Resource | None = None,
+    forked: bool = False,
 ) -> Pipeline:
-    """Providers, registry and (for the Prometheus exporter) the server, for ``config``."""
+    """Providers, registry and (for the Prometheus exporter) the server, for ``config``.
+
+    ``forked``: for a forked child, which leaves the parent's Pushgateway group alone.
+    """
     if not config.enabled:
         return Pipeline(config)
     resource = resource or providers.build_resource(config)
-    built = providers.metric_readers(config)
+    built = providers.metric_readers(config, forked=forked)
     readers = built.readers + list(extra_readers or [])
     meter_provider = providers.build_meter_provider(resource, readers)
     registry = Registry(

@@ -167,13 +167,13 @@ def test_a_metrics_exporter_that_never_exported_is_a_failure() -> None:
     never = _Metrics(S)
     pipeline.export_state.watch(never, "metrics")  # a second metrics exporter no reader drives
     assert pipeline.shutdown(timeout=10) is False
-    assert pipeline.export_state.final_result() == (False, ["metrics-2: no final export"])
+    assert pipeline.export_state.final_result() == (False, ["metrics-2: no final export"], False)
 
 
 @pytest.mark.parametrize(
-    ("pushed", "expected"), [(True, (True, [])), (False, (False, ["pushgateway: HTTP 502"]))]
+    ("pushed", "expected"), [(True, (True, [], True)), (False, (False, ["pushgateway: HTTP 502"], False))]
 )
-def test_an_exporter_reporting_by_hand_plugs_in(pushed: bool, expected: tuple[bool, list[str]]) -> None:
+def test_an_exporter_reporting_by_hand_plugs_in(pushed: bool, expected: tuple[bool, list[str], bool]) -> None:
     """A push that is not an OTel exporter (e.g. a Pushgateway push at shutdown) reports its result."""
     pipeline = _pipeline(_Metrics(S))
     key = pipeline.export_state.expect("pushgateway", final=True)
@@ -186,7 +186,7 @@ def test_a_push_that_never_happened_is_a_failure() -> None:
     pipeline = _pipeline(_Metrics(S))
     pipeline.export_state.expect("pushgateway", final=True)
     assert pipeline.shutdown(timeout=10) is False
-    assert pipeline.export_state.final_result() == (False, ["pushgateway: no final export"])
+    assert pipeline.export_state.final_result() == (False, ["pushgateway: no final export"], False)
 
 
 def test_a_prometheus_pipeline_has_nothing_to_deliver() -> None:
