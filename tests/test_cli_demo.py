@@ -1,25 +1,36 @@
 from __future__ import annotations
 
+import functools
+import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
+import otel_pipeline as op
+from otel_pipeline import demo as demo_module
+from otel_pipeline import progress as progress_module
 from otel_pipeline._internal.catalogue import all_metrics
 from otel_pipeline._internal.promnames import prometheus_name
 from otel_pipeline.cli import main
-from otel_pipeline.demo import World, cycle
-from otel_pipeline.summary import schema
+from otel_pipeline.demo import World, cycle, run_demo
+from otel_pipeline.hooks.pipeline import ActiveStage, active_stages
+from otel_pipeline.progress import render
+from otel_pipeline.summary import schema, summary
 from otel_pipeline.testing import Capture
 from tests.support import free_port, wait_until
 
@@ -154,6 +165,79 @@ def test_the_same_seed_makes_the_same_run() -> None:
     with Capture() as capture:  # the hooks outlive the world: closed, it no longer reports through them
         assert "queue.depth" not in capture.metrics()
         assert "queue.utilization" not in capture.metrics()
+
+
+ROW = re.compile(r"│ orders-etl\s*│ (\w+)\s*│ (\d+)\s*│ ([\d.]+)/s\s*│")
+
+
+def frame_rows(text: str) -> list[tuple[str, int, float]]:
+    """(stage, items, rate) of each row of a drawn live view."""
+    return [(stage, int(items), float(rate)) for stage, items, rate in ROW.findall(text)]
+
+
+def test_the_demos_stages_count_their_items_as_they_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At every pause of the simulated work the live view shows what the running stage did so far."""
+    console = Console(width=100, color_system=None, file=io.StringIO())
+    snapshots: list[list[tuple[str, float]]] = []
+    frames: list[str] = []
+
+    def sleep(seconds: float) -> None:  # the demo's only waits: no time passes, a frame is drawn
+        stages = active_stages()
+        snapshots.append([(stage.stage, stage.items) for stage in stages])
+        with console.capture() as captured:
+            console.print(render(stages))
+        frames.append(captured.get())
+
+    clock = SimpleNamespace(sleep=sleep, time=time.time, monotonic=time.monotonic)
+    monkeypatch.setattr(demo_module, "time", clock)
+    with Capture():
+        world = World(7)
+        try:
+            cycle(world)
+            report = summary()
+        finally:
+            world.close()
+    stages = report["pipelines"]["orders-etl"]["stages"]
+    assert report["pipelines"]["orders-etl"]["failures"] == 0
+    seen: dict[str, list[float]] = {}
+    for snapshot in snapshots:
+        for stage, items in snapshot:
+            seen.setdefault(stage, []).append(items)
+    assert all(len(snapshot) <= 1 for snapshot in snapshots)  # one stage at a time
+    # fetch: the API's latency, then one order after each of its 20 pauses (webhooks at the end).
+    assert seen["fetch"] == [0, *range(20)]
+    # process: a pause per order, each counted after its pause.
+    assert seen["process"] == list(range(stages["process"]["items"]))
+    # write: waiting for a connection (once, or twice after a pool timeout) and taking it, then
+    # a pause per order written and per notification sent, each counted after its pause.
+    written = stages["write"]["items"]
+    notifications = report["queues"]["notifications"]
+    assert written == notifications["enqueued"] + notifications["processed"]["success"] > 0
+    assert seen["write"] in ([0, 0, *range(written)], [0, 0, 0, *range(written)])
+    # Drawn, those moments show items and a rate that are not zero.
+    rows = [row for frame in frames for row in frame_rows(frame)]
+    for name in ("fetch", "process", "write"):
+        assert any(stage == name and items > 0 and rate > 0 for stage, items, rate in rows), name
+
+
+def test_the_demos_live_view_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo on a terminal: the frames its live view draws show running stages with items and rates."""
+    drawn: list[list[ActiveStage]] = []
+
+    def recording_render(stages: list[ActiveStage]) -> Any:
+        drawn.append(stages)
+        return render(stages)
+
+    monkeypatch.setattr(progress_module, "render", recording_render)
+    fast = functools.partial(op.live_progress, refresh_per_second=20)
+    monkeypatch.setattr(op, "live_progress", fast)  # many frames, so that the test does not depend on luck
+    screen = io.StringIO()
+    terminal = Console(force_terminal=True, width=100, file=screen)
+    run_demo(duration=2.0, port=0, console=terminal)
+    moving = [stage for stages in drawn for stage in stages if stage.items > 0 and stage.elapsed > 0]
+    assert len(drawn) >= 10
+    assert {stage.stage for stage in moving} == {"fetch", "process", "write"}
+    assert "orders-etl" in screen.getvalue()
 
 
 @pytest.mark.parametrize(
