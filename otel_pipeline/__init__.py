@@ -121,6 +121,7 @@ def configure(
     instrument_mode: str | None = None,
     cardinality_limit: int | None = None,
     resource_attributes: Mapping[str, str] | None = None,
+    **unknown: Any,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
 
@@ -129,7 +130,8 @@ def configure(
 
     Calling it again with the same options returns the same pipeline; with other options it
     raises ``RuntimeError`` (call :func:`shutdown` first). Bad values raise ``ValueError``
-    naming the option, the value and what is allowed.
+    naming the option, the value and what is allowed; an unknown option raises ``TypeError``
+    listing the known ones (and the closest, as a suggestion).
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
@@ -138,6 +140,13 @@ def configure(
     >>> op.shutdown()
     True
     """
+    if unknown:
+        from inspect import signature
+
+        from otel_pipeline._internal.options import unknown_options
+
+        known = [name for name in signature(configure).parameters if name != "unknown"]
+        raise unknown_options("otel_pipeline.configure", unknown, known)
     options: dict[str, Any] = {
         "service_name": service_name,
         "exporter": exporter,
