@@ -386,6 +386,25 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _banner(pipeline: op.Pipeline, until: str) -> list[str]:
+    """Where to look while the demo runs (the endpoints of the embedded server, or the exporter)."""
+    config = pipeline.config
+    if pipeline.server is not None:
+        base = pipeline.server.url
+        return [
+            f"otel-pipeline demo: metrics at {base}/metrics, running {until}",
+            f"  also {base}/health (health checks), {base}/stats (current values as JSON), "
+            f"{base}/trends (rates)",
+        ]
+    if config.exporter == "otlp":
+        where = f"sent over OTLP to {config.resolved_otlp_endpoint} every 5 s"
+    elif config.exporter == "console":
+        where = "(every 5 s) and spans printed here (console exporter)"
+    else:
+        where = f"kept in the process (exporter {config.exporter!r}), the run summary at the end"
+    return [f"otel-pipeline demo: metrics {where}, running {until}"]
+
+
 def run_demo(
     *,
     duration: float | None = None,
@@ -416,16 +435,14 @@ def run_demo(
         prometheus_host=host,
         prometheus_port=port,
         otlp_endpoint=otlp_endpoint,
-        export_interval=5.0 if exporter == "otlp" else None,
+        export_interval=5.0 if exporter in ("otlp", "console") else None,
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
         if not quiet:
-            where = pipeline.metrics_url or f"OTLP {pipeline.config.resolved_otlp_endpoint}"
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
-            out.print(
-                f"otel-pipeline demo: metrics at {where}, running {until}", highlight=False, soft_wrap=True
-            )
+            for line in _banner(pipeline, until):
+                out.print(line, highlight=False, soft_wrap=True)
         op.monitor_resources(interval=1.0)
         world = World(seed)
         cleanup.callback(world.close)
