@@ -23,14 +23,14 @@ system-deps:
 	bash scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check otel_pipeline tests benchmarks dashboards
-	$(BIN)/ruff format --check otel_pipeline tests benchmarks dashboards
+	$(BIN)/ruff check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
+	$(BIN)/ruff format --check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # coverage runs pytest (rather than pytest-cov) so that it starts before pytest imports the package's
-# own pytest plugin (otel_pipeline.testing, an entry point): module-level code is measured too.
+# own pytest plugin (_otel_pipeline_pytest, an entry point): module-level code is measured too.
 # fail_under (90) and the rest of the settings are in pyproject.toml.
 unit: $(STAMP)
 	rm -f .coverage .coverage.*
@@ -39,8 +39,8 @@ unit: $(STAMP)
 	$(BIN)/coverage report
 
 fmt: $(STAMP)
-	$(BIN)/ruff format otel_pipeline tests benchmarks dashboards
-	$(BIN)/ruff check --fix otel_pipeline tests benchmarks dashboards
+	$(BIN)/ruff format otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
+	$(BIN)/ruff check --fix otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
 
 ## bench: the overhead benchmarks; prints one JSON document and writes benchmarks/results/latest.json
 bench: $(STAMP) system-deps

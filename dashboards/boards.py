@@ -25,7 +25,7 @@ from dashboards.promql import (
 )
 from otel_pipeline._internal.promnames import label_name
 
-__all__ = ["BOARDS", "all_boards"]
+__all__ = ["BOARDS", "NOT_ON_DASHBOARDS", "all_boards"]
 
 
 def _legend(*attributes: str, prefix: str = "") -> str:
@@ -635,8 +635,7 @@ def resilience() -> Board:
 
 
 def resources() -> Board:
-    """Process CPU, memory, threads, file descriptors, disk I/O; the cost of /stats."""
-    process = ("instance",)
+    """Process CPU, memory, threads, file descriptors, disk I/O."""
 
     def gauge(name: str) -> str:
         return f"sum by (job, instance) ({selected(name)})"
@@ -686,24 +685,15 @@ def resources() -> Board:
                     ),
                 ),
             ),
-            Row(
-                "Instrumentation",
-                (
-                    _latency("/stats collection time", "stats.collection.duration", *process),
-                    _rates(
-                        "Stats collectors",
-                        "ops",
-                        (
-                            rate("stats.collector.runs", "stats.collector.name", "outcome"),
-                            _legend("stats.collector.name", "outcome"),
-                        ),
-                        description="Runs of the registered /stats collectors, by outcome.",
-                    ),
-                ),
-            ),
         ),
     )
 
+
+#: Catalogue metrics no dashboard shows, and why: a panel must show data in a normal run.
+NOT_ON_DASHBOARDS: dict[str, str] = {
+    "stats.collection.duration": "recorded only when something requests /stats",
+    "stats.collector.runs": "recorded only when something requests /stats",
+}
 
 BOARDS: tuple[Callable[[], Board], ...] = (
     overview,

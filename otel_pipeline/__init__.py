@@ -127,6 +127,7 @@ def configure(
     pushgateway_grouping: Mapping[str, str] | None = None,
     pushgateway_delete_on_shutdown: bool | None = None,
     remote_write_url: str | None = None,
+    **unknown: Any,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
 
@@ -138,7 +139,8 @@ def configure(
 
     Calling it again with the same options returns the same pipeline; with other options it
     raises ``RuntimeError`` (call :func:`shutdown` first). Bad values raise ``ValueError``
-    naming the option, the value and what is allowed.
+    naming the option, the value and what is allowed; an unknown option raises ``TypeError``
+    listing the known ones (and the closest, as a suggestion).
 
     When an exporter pushes (OTLP, console) and the program has no ``SIGTERM`` handler of its
     own, a ``SIGTERM`` flushes before the process ends as ``SIGTERM`` would
@@ -151,6 +153,13 @@ def configure(
     >>> op.shutdown()
     True
     """
+    if unknown:
+        from inspect import signature
+
+        from otel_pipeline._internal.options import unknown_options
+
+        known = [name for name in signature(configure).parameters if name != "unknown"]
+        raise unknown_options("otel_pipeline.configure", unknown, known)
     options: dict[str, Any] = {
         "service_name": service_name,
         "exporter": exporter,

@@ -42,6 +42,8 @@ API = "orders-api"
 API_URL = "https://orders.internal/v1/orders?batch=20"
 CUSTOMERS_CACHE_SIZE = 40
 MAX_ATTEMPTS = 3
+#: Seconds of simulated work per order in the process stage (half of it again to write it).
+ORDER_WORK = 0.002
 
 
 class DependencyError(ConnectionError):
@@ -167,15 +169,21 @@ class World:
         if self.cycles >= self.outage[1] and self.rng.random() < 0.03:
             self.outage = (self.cycles, self.cycles + self.rng.randint(3, 6))
 
-    def call_api(self, size: int) -> list[Order]:
-        """The orders API: 10-40 ms; fails 5% of the time (always during an outage), 4% too late."""
+    def call_api(self, size: int) -> Iterator[Order]:
+        """The orders API: 10-40 ms; fails 5% of the time (always during an outage), 4% too late.
+
+        The orders stream in: half of the latency before the first one, the rest spread over them.
+        """
         rng = self.rng
         roll = rng.random()
         if roll < 0.05 or self.outage[0] <= self.cycles < self.outage[1]:
             time.sleep(0.005)
             raise DependencyError("orders API: 503 Service Unavailable")
-        time.sleep(0.09 if roll < 0.09 else rng.uniform(0.01, 0.04))
-        return [self._order() for _ in range(size)]
+        latency = 0.09 if roll < 0.09 else rng.uniform(0.01, 0.04)
+        time.sleep(latency / 2)
+        for _ in range(size):
+            time.sleep(latency / 2 / size)
+            yield self._order()
 
     def _webhook_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self.rng.random() < 0.05:
@@ -213,30 +221,40 @@ class World:
 # -- the pipeline ---------------------------------------------------------------------------------
 
 
-def fetch(world: World) -> list[Order]:
-    """A batch from the orders API (through the breaker, as an action and an HTTP call), plus webhooks."""
+def fetch(world: World, progress: Callable[[int], None]) -> list[Order]:
+    """A batch from the orders API (through the breaker, as an action and an HTTP call), plus webhooks.
+
+    ``progress(n)`` is called as orders arrive (the webhooks' once the API call succeeded).
+    """
     world.deliver_webhooks(world.rng.randrange(1, 5))
     batch = []
     while not world.inbox.empty():
         batch.append(world.inbox.get_nowait())
+    webhooks = len(batch)
     with (
         world.breaker.call(),
         op.actions(API).track("fetch_batch", timeout=0.06),
         op.http_client(API).request("GET", API_URL) as request,
     ):
         try:
-            batch.extend(world.call_api(20))
+            for order in world.call_api(20):
+                batch.append(order)
+                progress(1)
         except DependencyError:
             request.status_code = 503
             world.api_health.failure()
             raise
         request.status_code = 200
         world.api_health.success()
+    progress(webhooks)
     return batch
 
 
-def process(world: World, batch: list[Order]) -> int:
-    """Each order: dedup, an event (customer lookup, notification job); returns orders kept."""
+def process(world: World, batch: list[Order], progress: Callable[[int], None]) -> int:
+    """Each order: dedup, an event (customer lookup, notification job); returns orders kept.
+
+    ``progress(1)`` is called after each order (kept or not).
+    """
     kept = 0
     dedup, events, customers, notifications = (
         op.dedup("orders"),
@@ -245,6 +263,8 @@ def process(world: World, batch: list[Order]) -> int:
         op.queue("notifications"),
     )
     for order in batch:
+        time.sleep(ORDER_WORK)
+        progress(1)
         if dedup.check(duplicate=order.id in world.seen):
             continue
         world.seen.append(order.id)
@@ -273,8 +293,11 @@ def process(world: World, batch: list[Order]) -> int:
     return kept
 
 
-def write(world: World, orders: int) -> int:
-    """Write the orders through the pool, send the notifications, save the checkpoint."""
+def write(world: World, orders: int, progress: Callable[[int], None]) -> int:
+    """Write the orders through the pool, send the notifications, save the checkpoint.
+
+    ``progress(1)`` is called after each order written and each notification sent; returns their number.
+    """
     pool = op.connection_pool("postgres", max_size=5)
     try:
         with pool.waiting():
@@ -285,7 +308,10 @@ def write(world: World, orders: int) -> int:
         with pool.waiting():  # the second attempt gets one
             time.sleep(0.003)
     with pool.connection():
-        time.sleep(0.002 + 0.0002 * orders)
+        time.sleep(0.002)
+        for _ in range(orders):
+            time.sleep(ORDER_WORK / 2)
+            progress(1)
     notifications, notifier = op.queue("notifications"), op.actions("notifier")
     sent = 0
     with notifications.worker():
@@ -299,6 +325,7 @@ def write(world: World, orders: int) -> int:
                 ):
                     world.send_notification(job)
                 sent += 1
+                progress(1)
             except DeliveryError:
                 if job.attempts < MAX_ATTEMPTS:
                     notifications.retried()
@@ -325,14 +352,13 @@ def cycle(world: World) -> None:
             time.sleep(0.005)  # reload the customer directory
     try:
         with op.pipeline(PIPELINE) as run:
+            # Each stage counts its items as it goes, so that the live view moves.
             with run.stage("fetch") as stage:
-                batch = fetch(world)
-                stage.processed(len(batch))
+                batch = fetch(world, stage.processed)
             with run.stage("process") as stage:
-                kept = process(world, batch)
-                stage.processed(len(batch))
+                kept = process(world, batch, stage.processed)
             with run.stage("write") as stage:
-                stage.processed(write(world, kept))
+                write(world, kept, stage.processed)
     except DependencyError:
         pass
 
@@ -360,14 +386,30 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _destinations(pipeline: Any) -> list[str]:
-    """Where the demo's metrics go, for the banner."""
+def _banner(pipeline: op.Pipeline, until: str) -> list[str]:
+    """Where to look while the demo runs (the endpoints of the embedded server, and where pushes go)."""
     config = pipeline.config
-    found = [pipeline.metrics_url] if pipeline.metrics_url else []
-    found += [f"OTLP {config.resolved_otlp_endpoint}"] if config.exports("otlp") else []
-    found += [f"Pushgateway {config.pushgateway_url}"] if config.exports("pushgateway") else []
-    found += [f"remote write {config.remote_write_url}"] if config.exports("remote_write") else []
-    return found or [config.exporter]
+    pushed = [f"sent over OTLP to {config.resolved_otlp_endpoint}"] if config.exports("otlp") else []
+    pushed += [f"pushed to the Pushgateway {config.pushgateway_url}"] if config.exports("pushgateway") else []
+    pushed += [f"remote-written to {config.remote_write_url}"] if config.exports("remote_write") else []
+    pushed += ["printed here (console exporter)"] if config.exports("console") else []
+    every = f" every {config.export_interval:g} s" if pushed else ""
+    if pipeline.server is not None:
+        base = pipeline.server.url
+        lines = [
+            f"otel-pipeline demo: metrics at {base}/metrics, running {until}",
+            f"  also {base}/health (health checks), {base}/stats (current values as JSON), "
+            f"{base}/trends (rates)",
+        ]
+        if pushed:
+            lines.append(f"  and metrics {', '.join(pushed)}{every}")
+        return lines
+    if not pushed:
+        return [
+            f"otel-pipeline demo: metrics kept in the process (exporter {config.exporter!r}), "
+            f"the run summary at the end, running {until}"
+        ]
+    return [f"otel-pipeline demo: metrics {', '.join(pushed)}{every}, running {until}"]
 
 
 def run_demo(
@@ -380,7 +422,7 @@ def run_demo(
     pushgateway_url: str | None = None,
     remote_write_url: str | None = None,
     seed: int = 7,
-    pause: float = 0.2,
+    pause: float = 0.05,
     summary_path: str | Path | None = None,
     stop: threading.Event | None = None,
     console: Any = None,
@@ -405,16 +447,14 @@ def run_demo(
         otlp_endpoint=otlp_endpoint,
         pushgateway_url=pushgateway_url,
         remote_write_url=remote_write_url,
-        export_interval=None if exporter == "prometheus" else 5.0,
+        export_interval=None if exporter in ("prometheus", "none") else 5.0,
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
         if not quiet:
-            where = ", ".join(_destinations(pipeline))
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
-            out.print(
-                f"otel-pipeline demo: metrics at {where}, running {until}", highlight=False, soft_wrap=True
-            )
+            for line in _banner(pipeline, until):
+                out.print(line, highlight=False, soft_wrap=True)
         op.monitor_resources(interval=1.0)
         world = World(seed)
         cleanup.callback(world.close)

@@ -101,11 +101,13 @@ class LiveProgress:
         self.stop()
 
 
-def live_progress(*, console: Any = None, enabled: bool | None = None) -> LiveProgress:
+def live_progress(
+    *, console: Any = None, enabled: bool | None = None, refresh_per_second: float = 2.0
+) -> LiveProgress:
     """A :class:`LiveProgress` (use it with ``with``); drawn only when the console is a terminal.
 
     >>> import otel_pipeline as op
     >>> op.live_progress(enabled=False).start().running
     False
     """
-    return LiveProgress(console=console, enabled=enabled)
+    return LiveProgress(console=console, enabled=enabled, refresh_per_second=refresh_per_second)

@@ -197,7 +197,8 @@ class MetricsServer:
             self._listener = socket.create_server((host, port), family=family, backlog=backlog)
         except OSError as error:
             raise OSError(
-                f"otel_pipeline: cannot serve /metrics on {host}:{port} ({error.strerror or error}); "
+                f"otel_pipeline: cannot serve /metrics on {host}:{port} "
+                f"({os.strerror(error.errno) if error.errno else error}); "
                 "choose another prometheus_port (0 picks a free one)"
             ) from error
         self._listener.setblocking(False)

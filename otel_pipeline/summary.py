@@ -21,14 +21,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
+import weakref
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from otel_pipeline._internal.runtime import SCOPE_NAME, Pipeline, current
+from opentelemetry.sdk.metrics.export import MetricsData
+
+from otel_pipeline._internal.runtime import ON_INSTALL, SCOPE_NAME, Pipeline, current
 
 __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summary"]
 
@@ -73,14 +76,55 @@ ACTIONS = ("actions.executed", "action.executor", "action.name", "outcome")
 def summary(pipeline: Pipeline | None = None) -> dict[str, Any]:
     """The run so far (see docs/summary.md): pipelines and stages, resources, caches, queues, actions.
 
-    ``pipeline`` defaults to the configured one; not configured, every section is empty.
+    ``pipeline`` defaults to the configured one. After :func:`otel_pipeline.shutdown` it is the
+    final summary of the pipeline shut down (taken as it shut down), until another is configured;
+    never configured, every section is empty.
 
     >>> import otel_pipeline as op
     >>> sorted(op.summary())
     ['actions', 'caches', 'generated_at', 'pipelines', 'queues', 'resources', 'schema_version', 'service']
     """
-    pipeline = pipeline if pipeline is not None else current()
-    points = _points(pipeline)
+    if pipeline is None:
+        pipeline = current()
+        if pipeline is None and _final is not None:
+            copy: dict[str, Any] = json.loads(json.dumps(_final))  # callers may change what they get
+            return copy
+    return _report(pipeline, None if pipeline is None else pipeline.collect())
+
+
+#: The final summary of the last configured pipeline shut down (test captures' are not kept).
+_final: dict[str, Any] | None = None
+_watched: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _watch(pipeline: Pipeline | None) -> None:
+    """On install: take a configured pipeline's final summary first thing when it shuts down."""
+    global _final
+    if pipeline is None or pipeline.captured:
+        return
+    _final = None  # another pipeline: the last one's final summary is no longer the run's
+    if pipeline not in _watched:
+        _watched.add(pipeline)
+        pipeline.on_shutdown.insert(0, lambda: _keep_final(pipeline))
+
+
+def _keep_final(pipeline: Pipeline) -> None:
+    global _final
+    reader = pipeline.local_reader  # pipeline.collect() answers None once shutdown has begun
+    _final = _report(pipeline, None if reader is None else reader.get_metrics_data())
+
+
+def _forget_final() -> None:
+    """Forget the final summary kept at the last shutdown (for tests)."""
+    global _final
+    _final = None
+
+
+ON_INSTALL.append(_watch)
+
+
+def _report(pipeline: Pipeline | None, data: MetricsData | None) -> dict[str, Any]:
+    points = _points(data)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -111,7 +155,7 @@ def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None
     report = summary(pipeline)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    fd, temporary = _new_temporary(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2, sort_keys=True)
@@ -121,6 +165,19 @@ def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None
         os.unlink(temporary)
         raise
     return report
+
+
+def _new_temporary(target: Path) -> tuple[int, str]:
+    """A new file beside ``target``, open for writing, with the usual mode (0666 less the umask).
+
+    Not ``tempfile.mkstemp``: its files are 0600, and the summary is not a secret.
+    """
+    while True:
+        temporary = str(target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp"))
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
 
 
 def schema() -> dict[str, Any]:
@@ -150,10 +207,9 @@ def print_summary(pipeline: Pipeline | None = None, *, console: Any = None) -> d
 # -- reading the collected metrics -----------------------------------------------------------
 
 
-def _points(pipeline: Pipeline | None) -> Points:
-    """Every point of otel_pipeline's metrics collected now, by metric name."""
+def _points(data: MetricsData | None) -> Points:
+    """Every point of otel_pipeline's metrics in ``data``, by metric name."""
     found: Points = {}
-    data = None if pipeline is None else pipeline.collect()
     if data is None:
         return found
     for resource_metrics in data.resource_metrics:
@@ -290,18 +346,24 @@ def _render(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     out = console if console is not None else Console()
-    service = (report["service"] or {}).get("name", "")
-    out.print(f"\n[bold]Run summary[/bold] {service} ({report['generated_at']}; durations in seconds)")
-    table = Table(box=box.MINIMAL_HEAVY_HEAD)
-    table.add_column("pipeline / stage", no_wrap=True)
-    for header in ("runs", "failed", "total", "mean", "max", "items", "items/s"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for name, entry in report["pipelines"].items():
-        table.add_row(*_timing_cells(name, entry), "", "")
-        for stage, stage_entry in entry["stages"].items():
-            cells = _timing_cells(f"  {stage}", stage_entry)
-            table.add_row(*cells, _fmt(stage_entry["items"]), _fmt(stage_entry["items_per_second"], 1))
-    out.print(table)
+    service, generated = report["service"], report["generated_at"]
+    if service is None:
+        out.print(
+            f"\n[bold]Run summary[/bold]: nothing recorded, otel_pipeline is not configured ({generated})"
+        )
+    else:
+        out.print(f"\n[bold]Run summary[/bold] {service['name']} ({generated}; durations in seconds)")
+    if report["pipelines"]:
+        table = Table(box=box.MINIMAL_HEAVY_HEAD)
+        table.add_column("pipeline / stage", no_wrap=True)
+        for header in ("runs", "failed", "total", "mean", "max", "items", "items/s"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for name, entry in report["pipelines"].items():
+            table.add_row(*_timing_cells(name, entry), "", "")
+            for stage, stage_entry in entry["stages"].items():
+                cells = _timing_cells(f"  {stage}", stage_entry)
+                table.add_row(*cells, _fmt(stage_entry["items"]), _fmt(stage_entry["items_per_second"], 1))
+        out.print(table)
     resources = report["resources"]
     if resources is not None:
         peak_cpu = resources["peak_cpu_utilization"]
@@ -314,7 +376,7 @@ def _render(report: dict[str, Any], console: Any) -> None:
             + f", {resources['samples']} samples"
         )
     for section in ("caches", "queues", "actions"):
-        rows = _flatten(report[section])
+        rows = [(key, value) for key, value in _flatten(report[section]) if not _unused(section, key, value)]
         if rows:
             section_table = Table(box=box.MINIMAL_HEAVY_HEAD)
             section_table.add_column(section[:-1], no_wrap=True)
@@ -322,6 +384,16 @@ def _render(report: dict[str, Any], console: Any) -> None:
             for key, value in rows:
                 section_table.add_row(key, _fmt(value))
             out.print(section_table)
+
+
+def _unused(section: str, key: str, value: Any) -> bool:
+    """Rows the table leaves out: a queue's ``dequeued`` while 0.
+
+    ``dequeued`` counts jobs taken off without ``processing()`` (``dequeued()``, a standard-library
+    queue's gets); most queues never use it, and "dequeued 0" beside thousands processed reads as
+    a fault. The dict and the JSON file keep it.
+    """
+    return section == "queues" and key.endswith(" dequeued") and value == 0
 
 
 def _timing_cells(label: str, entry: dict[str, Any]) -> list[str]:

@@ -1,8 +1,9 @@
-"""A pytest fixture that captures otel_pipeline's metrics and spans in memory, per test.
+"""Capture otel_pipeline's metrics and spans in memory: fresh providers per test, pytest or not.
 
-Installed as a pytest plugin with the package: request ``otel_capture`` in a test. Each test
-gets fresh providers (an in-memory metric reader and span exporter); the global OpenTelemetry
-providers are never touched, and whatever pipeline was current is restored afterwards.
+:class:`Capture` needs nothing but the package (no pytest). With pytest, request the
+``otel_capture`` fixture in a test: the package's pytest plugin (``_otel_pipeline_pytest``, a
+``pytest11`` entry point) gives one Capture per test. The global OpenTelemetry providers are never
+touched, and whatever pipeline was current is restored afterwards.
 
 >>> from otel_pipeline.testing import Capture
 >>> with Capture() as capture:
@@ -14,11 +15,10 @@ providers are never touched, and whatever pipeline was current is restored after
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_pipeline._internal import runtime
 from otel_pipeline.config import Config
 
-__all__ = ["Capture", "otel_capture"]
+__all__ = ["Capture"]
 
 
 class Capture:
@@ -118,18 +118,3 @@ class Capture:
     def clear_spans(self) -> None:
         """Forget the finished spans captured so far."""
         self.spans_exporter.clear()
-
-
-@pytest.fixture
-def otel_capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
-    """A fresh in-memory :class:`Capture`, current for the duration of the test.
-
-    Parametrize it indirectly with an instrument mode or a dict of options::
-
-        @pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
-        def test_both_modes(otel_capture): ...
-    """
-    param = getattr(request, "param", None)
-    options: dict[str, Any] = {"instrument_mode": param} if isinstance(param, str) else dict(param or {})
-    with Capture(**options) as capture:
-        yield capture

@@ -15,6 +15,7 @@ import pytest
 from otel_pipeline._internal import runtime
 from otel_pipeline._internal.errors import reset_warnings
 from otel_pipeline._internal.hook import forget_hooks
+from otel_pipeline.summary import _forget_final
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,4 @@ def global_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any
     yield calls
     runtime.shutdown(timeout=5)
     forget_hooks()
+    _forget_final()

@@ -87,17 +87,26 @@ def python_blocks() -> list[Block]:
 BLOCKS = python_blocks()
 
 
-def run_block(block: Block, directory: Path) -> subprocess.CompletedProcess[str]:
-    """Run one block in a fresh interpreter in ``directory``."""
+def run_block(
+    block: Block, directory: Path, python: str = sys.executable, checkout: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run one block in a fresh interpreter (``python``) in ``directory``.
+
+    With ``checkout`` the package is imported from this checkout; without it, from wherever
+    ``python`` has it installed (``PYTHONPATH`` is then left out altogether).
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     env["OTEL_EXPORTER_PROMETHEUS_PORT"] = "0"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if checkout:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    else:
+        env.pop("PYTHONPATH", None)
     if block.code.lstrip().startswith(">>>"):
         script = directory / "example.txt"
-        command = [sys.executable, "-W", "error", "-m", "doctest", str(script)]
+        command = [python, "-W", "error", "-m", "doctest", str(script)]
     else:
         script = directory / "example.py"
-        command = [sys.executable, "-W", "error", str(script)]
+        command = [python, "-W", "error", str(script)]
     script.write_text(block.code, encoding="utf-8")
     return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=90)
 

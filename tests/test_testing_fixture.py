@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import StatusCode
 
+import _otel_pipeline_pytest
 import otel_pipeline as op
-import otel_pipeline.testing
 from otel_pipeline._internal import runtime
 from otel_pipeline.testing import Capture
 from tests.support.docs import python_blocks
@@ -23,7 +24,50 @@ EMAILS = {"queue.name": "emails"}
 
 
 def test_fixture_is_registered_by_the_entry_point(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.get_plugin("otel_pipeline") is otel_pipeline.testing
+    assert pytestconfig.pluginmanager.get_plugin("otel_pipeline") is _otel_pipeline_pytest
+
+
+def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+LIGHT_PLUGIN_TESTS = """
+import sys
+
+
+def test_nothing_of_otel_pipeline_or_opentelemetry_is_imported():
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("otel_pipeline", "opentelemetry"))
+    assert loaded == []
+    assert "_otel_pipeline_pytest" in sys.modules  # the plugin is loaded, and light
+
+
+def test_the_fixture_imports_the_package_when_used(otel_capture):
+    import otel_pipeline as op
+
+    op.queue("emails").enqueued(2)
+    assert otel_capture.value("queue.jobs.enqueued", {"queue.name": "emails"}) == 2
+    assert "opentelemetry.sdk.metrics" in sys.modules
+"""
+
+
+def test_the_plugin_imports_nothing_heavy_until_the_fixture_is_used(tmp_path: Path) -> None:
+    """Every pytest run of a project that installs otel_pipeline loads the plugin: it must stay light."""
+    (tmp_path / "test_light.py").write_text(LIGHT_PLUGIN_TESTS)
+    done = run_pytest(tmp_path, "test_light.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("2 passed")
+    listed = run_pytest(tmp_path, "--fixtures", "test_light.py").stdout.splitlines()
+    (line,) = [line for line in listed if line.startswith("otel_capture -- ")]
+    assert re.search(r"_otel_pipeline_pytest\.py:\d+$", line), line
 
 
 def test_fixture_captures_metrics_and_spans(otel_capture: Capture) -> None:

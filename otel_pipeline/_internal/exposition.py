@@ -91,8 +91,13 @@ def _major(version: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def render(data: MetricsData | None, *, openmetrics: bool = False) -> bytes:
+def render(
+    data: MetricsData | None, *, openmetrics: bool = False, retained: dict[str, Any] | None = None
+) -> bytes:
     """The exposition of ``data``: Prometheus text 0.0.4, or OpenMetrics 1.0 with exemplars.
+
+    ``retained`` keeps the latest exemplar of each counter sample and histogram bucket from one
+    call to the next (whatever the format): a sample whose point has none shows the retained one.
 
     >>> from opentelemetry.sdk.metrics import MeterProvider
     >>> from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -119,7 +124,7 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> bytes:
         for scope_metrics in resource_metrics.scope_metrics:
             scope = _scope_labels(scope_metrics.scope)
             for metric in scope_metrics.metrics:
-                _render_metric(metric, scope, families, openmetrics)
+                _render_metric(metric, scope, families, openmetrics, retained)
     body = "".join(["".join(lines) for lines in families.values()])
     if openmetrics:
         body += "# EOF\n"
@@ -128,6 +133,10 @@ def render(data: MetricsData | None, *, openmetrics: bool = False) -> bytes:
 
 class ScrapeReader(MetricReader):
     """A metric reader collected on demand by the /metrics scrape, with exemplars in OpenMetrics.
+
+    Each collection takes the exemplars measured since the previous one; the reader keeps the latest
+    of each counter sample and histogram bucket until a newer one replaces it (as prometheus_client
+    does), so every scrape shows them, not only the first after the measurement.
 
     >>> from opentelemetry.sdk.metrics import MeterProvider
     >>> reader = ScrapeReader()
@@ -146,6 +155,8 @@ class ScrapeReader(MetricReader):
         )
         self._lock = threading.Lock()
         self._received: MetricsData | None = None
+        #: The latest exemplars, by sample (see :func:`render`); bounded by the series there are.
+        self._exemplars: dict[str, Any] = {}
 
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -155,15 +166,19 @@ class ScrapeReader(MetricReader):
     def collect_now(self, timeout_millis: float = 10_000) -> MetricsData | None:
         """Collect from the MeterProvider and return what arrived (None before registration)."""
         with self._lock:
-            self._received = None
-            self.collect(timeout_millis=timeout_millis)
-            data, self._received = self._received, None
+            return self._collect_received(timeout_millis)
+
+    def _collect_received(self, timeout_millis: float) -> MetricsData | None:
+        self._received = None
+        self.collect(timeout_millis=timeout_millis)
+        data, self._received = self._received, None
         return data
 
     def scrape(self, accept: str = "") -> tuple[bytes, str]:
         """(body, content type) answering a scrape whose ``Accept`` header is ``accept``."""
         openmetrics = negotiate(accept)
-        body = render(self.collect_now(), openmetrics=openmetrics)
+        with self._lock:  # one scrape at a time updates the retained exemplars
+            body = render(self._collect_received(10_000), openmetrics=openmetrics, retained=self._exemplars)
         return body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
@@ -291,7 +306,11 @@ def _header(family: str, kind: str, unit: str, description: str, openmetrics: bo
 
 
 def _render_metric(
-    metric: Metric, scope: dict[str, str], families: dict[str, list[str]], openmetrics: bool
+    metric: Metric,
+    scope: dict[str, str],
+    families: dict[str, list[str]],
+    openmetrics: bool,
+    retained: dict[str, Any] | None = None,
 ) -> None:
     kind = _kind(metric)
     if kind is None:
@@ -312,13 +331,20 @@ def _render_metric(
     points: Sequence[Any] = metric.data.data_points
     order, rows = _rows(points, scope)
     if kind == "histogram":
-        _histogram_lines(family, points, order, rows, lines, openmetrics)
+        _histogram_lines(family, points, order, rows, lines, openmetrics, retained)
         return
     sample = family + "_total" if kind == "counter" else family
-    exemplars = openmetrics and kind == "counter"
+    counter = kind == "counter"
+    retained = retained if counter else None
     for point, row in zip(points, rows, strict=False):
         braced = f"{{{','.join(row)}}}" if row else ""
-        suffix = _exemplar(point.exemplars[-1]) if exemplars and point.exemplars else ""
+        exemplar = point.exemplars[-1] if counter and point.exemplars else None
+        if retained is not None:
+            if exemplar is not None:
+                retained[sample + braced] = exemplar
+            elif retained:
+                exemplar = retained.get(sample + braced)
+        suffix = _exemplar(exemplar) if openmetrics and exemplar is not None else ""
         lines.append(f"{sample}{braced} {_number(point.value)}{suffix}\n")
 
 
@@ -346,6 +372,7 @@ def _histogram_lines(
     rows: list[list[str]],
     lines: list[str],
     openmetrics: bool,
+    retained: dict[str, Any] | None = None,
 ) -> None:
     # Bucket samples carry ``le`` in its sorted place; it replaces an attribute named ``le``.
     split = bisect_left(order, "le")
@@ -354,12 +381,19 @@ def _histogram_lines(
         le_values = _le_values(point.explicit_bounds)
         head = family + "_bucket{" + "".join([pair + "," for pair in row[:split]]) + 'le="'
         tail = '"' + "".join(["," + pair for pair in row[resume:]]) + "} "
-        exemplars = _bucket_exemplars(point) if openmetrics else None
+        exemplars = _bucket_exemplars(point) if openmetrics or retained is not None else None
+        if retained is not None:
+            # Kept by the point's labels; its new exemplars replace those of their buckets only.
+            kept = retained.get(head + tail) if retained else None
+            if exemplars:
+                exemplars = retained[head + tail] = {**kept, **exemplars} if kept else exemplars
+            else:
+                exemplars = kept
         total = 0
         for index, (le, count) in enumerate(zip(le_values, point.bucket_counts, strict=False)):
             total += count
             number = _numbers.get(total) or _number(total)
-            if exemplars and index in exemplars:
+            if openmetrics and exemplars and index in exemplars:
                 number += _exemplar(exemplars[index])
             lines.append(f"{head}{le}{tail}{number}\n")
         # Like prometheus_client: no _count/_sum when a bucket bound is negative.

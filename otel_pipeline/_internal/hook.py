@@ -92,6 +92,8 @@ class Hook:
         generation = STATE.generation
         pipeline = STATE.pipeline
         bound = None
+        if pipeline is None and generation == 0:
+            _hint_not_configured(self)
         if pipeline is not None and pipeline.enabled:
             try:
                 bound = self._bind(pipeline)
@@ -123,6 +125,27 @@ def name_limit() -> int:
     """Names per hook kind: the current pipeline's ``hook_name_limit``, else the default."""
     pipeline = STATE.pipeline
     return DEFAULT_NAME_LIMIT if pipeline is None else pipeline.config.hook_name_limit
+
+
+_hinted = False
+
+
+def _hint_not_configured(hook: Hook) -> None:
+    """Say once per process why nothing is recorded: a hook was used before any configure().
+
+    Runs from :meth:`Hook._refresh` only (once per hook and pipeline change, never per call), and
+    only while no pipeline was ever installed: not after shutdown(), not under a test capture.
+    """
+    global _hinted
+    if _hinted:
+        return
+    _hinted = True
+    logger.warning(
+        "%s %r was used before otel_pipeline.configure(): hooks record nothing until it is called; "
+        "call it once at start-up (configure(enabled=False) turns instrumentation off on purpose)",
+        hook.kind,
+        hook.name,
+    )
 
 
 def get_hook(cls: type[H], name: str) -> H:

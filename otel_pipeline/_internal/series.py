@@ -8,7 +8,9 @@ Exemplar reservoirs follow the SDK's defaults exactly: one exemplar per histogra
 last measurement in it), and for sums and gauges a size-1 reservoir sample drawn with the same
 ``random.randrange`` calls. As in the SDK, each reader has reservoirs of its own, offered to in
 reader order and reset when that reader collects: a summary or /stats collection never takes
-the exemplars a Prometheus scrape would have shown. They are allocated on the first offer.
+the exemplars a Prometheus scrape would have shown (and the /metrics reader keeps the latest
+ones from one scrape to the next: ``exposition.ScrapeReader``). They are allocated on the first
+offer.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ request, continuing the caller's trace from its W3C ``traceparent`` header) and
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from time import perf_counter
 from typing import Any
@@ -303,6 +304,18 @@ class _Body:
             self._request.finish(self._error, self._route())
 
 
+_CONVERTER = re.compile(r"\{([^{}:]+):[^{}]*\}")
+
+
+def _without_converters(template: str) -> str:
+    """``/orders/{id:int}`` -> ``/orders/{id}``: the template as the framework shows it to users.
+
+    >>> _without_converters("/files/{name:path}")
+    '/files/{name}'
+    """
+    return _CONVERTER.sub(r"{\1}", template) if ":" in template else template
+
+
 def _resolve(route: RouteResolver | None, request: Any) -> str | None:
     """The route template from the resolver, or (ASGI) from the framework's matched route."""
     try:
@@ -310,9 +323,10 @@ def _resolve(route: RouteResolver | None, request: Any) -> str | None:
             return route(request)
         matched = request.get("route") if isinstance(request, dict) else None
         if isinstance(matched, str):
-            return matched
-        path = getattr(matched, "path", None)
-        return path if isinstance(path, str) else None
+            return _without_converters(matched)
+        # Starlette's routes: path_format is the template without converters, path has them.
+        path = getattr(matched, "path_format", None) or getattr(matched, "path", None)
+        return _without_converters(path) if isinstance(path, str) else None
     except Exception:
         warn_once(
             "http:route", "otel_pipeline: the HTTP route resolver failed; requests are recorded without route"

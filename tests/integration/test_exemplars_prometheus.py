@@ -16,6 +16,7 @@ from tests.support.prometheus import Prometheus, promtool_check_metrics
 pytestmark = pytest.mark.integration
 
 Result = list[dict[str, Any]]
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 
 
 def _exemplars(prometheus: Prometheus, expr: str, timeout: float = 30.0) -> Result:
@@ -78,6 +79,16 @@ def test_prometheus_stores_the_trace_ids_of_our_spans(
         ({"trace_id": trace_id, "span_id": f"{user_span.get_span_context().span_id:016x}"}, 2.0)
     ]
     assert user["seriesLabels"]["otel_scope_name"] == "shop"
+
+    # A second scraper meanwhile, then more of Prometheus' own scrapes: every one showed the same
+    # exemplar (none was taken by the one before), and Prometheus stored it once.
+    request = urllib.request.Request(pipeline.metrics_url or "", headers={"Accept": OPENMETRICS})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert f'trace_id="{trace_id}",span_id="{hook_span.span_id:016x}"' in response.read().decode()
+    scrapes = prometheus.value('count_over_time(up{job="app"}[10m])')
+    prometheus.wait_for(f'count_over_time(up{{job="app"}}[10m]) >= {scrapes + 3}', lambda r: len(r) == 1)
+    (again,) = _exemplars(prometheus, 'queue_job_duration_seconds_bucket{queue_name="emails"}')
+    assert again["exemplars"] == [exemplar]
 
     (target,) = prometheus.targets_health()
     assert (target["health"], target["lastError"]) == ("up", "")
