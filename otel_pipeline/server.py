@@ -8,7 +8,6 @@ header asks for it.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sys
 import threading
@@ -17,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from otel_pipeline._internal import strict_json
 from otel_pipeline._internal.errors import logger
 
 __all__ = ["MetricsServer", "Response", "Route", "json_response"]
@@ -33,7 +33,7 @@ def json_response(status: int, payload: Any) -> Response:
     >>> json_response(404, {"error": "not found"})
     (404, 'application/json', b'{"error": "not found"}')
     """
-    return status, "application/json", json.dumps(payload, sort_keys=True, default=str).encode()
+    return status, "application/json", strict_json.dumps(payload, sort_keys=True).encode()  # never NaN
 
 
 class MetricsServer:

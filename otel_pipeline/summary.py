@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from otel_pipeline._internal import strict_json
 from otel_pipeline._internal.runtime import SCOPE_NAME, Pipeline, current
 
 __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summary"]
@@ -114,7 +115,7 @@ def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(report, file, indent=2, sort_keys=True)
+            file.write(strict_json.dumps(report, indent=2, sort_keys=True))  # never NaN or Infinity
             file.write("\n")
         os.replace(temporary, target)
     except BaseException:

@@ -24,6 +24,7 @@ from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.validation import countable, safe_repr
 
 __all__ = ["Cache", "cache"]
 
@@ -137,6 +138,9 @@ class _State:
                 info = source.info()  # read under the lock, so successive reads never go backwards
                 if info is None:
                     self.seen.pop(id(source), None)
+                    continue
+                if not (countable(info.hits) and countable(info.misses)):
+                    _bad_info(self.attributes["cache.name"], info)
                     continue
                 last_hits, last_misses = self.seen.get(id(source), (info.hits, info.misses))
                 if info.hits < last_hits or info.misses < last_misses:
@@ -323,7 +327,7 @@ class Cache(Hook):
             )
             logger.debug("size function failure", exc_info=True)
             return None
-        if isinstance(observed, bool) or not isinstance(observed, (int, float)) or not observed >= 0:
+        if not countable(observed):  # finite, >= 0, within int64
             warn_once(
                 f"cache-size:{self.name}:{key}",
                 "cache %r: the %s function returned %r, not a number >= 0; skipped",
@@ -365,6 +369,15 @@ def _given(**values: Any) -> dict[str, Any]:
     if not given:
         raise ValueError("otel_pipeline: give at least one of entries=, bytes=, max_entries=")
     return given
+
+
+def _bad_info(name: str, info: Any) -> None:
+    warn_once(
+        f"cache-info:{name}",
+        "cache %r: cache_info() returned %s, whose hits and misses are not counts >= 0; skipped",
+        name,
+        safe_repr(info),
+    )
 
 
 def _check_cache_info(function: Any) -> None:

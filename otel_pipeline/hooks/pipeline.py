@@ -32,6 +32,7 @@ from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
+from otel_pipeline._internal.validation import is_amount, safe_repr
 
 __all__ = [
     "ActiveStage",
@@ -541,5 +542,12 @@ def _count(owner: Stage, current: StageRun, result: Any, args: tuple[Any, ...]) 
             f"count:{type(owner).__qualname__}", "otel_pipeline: %s.count_items failed", type(owner).__name__
         )
         return
-    if isinstance(count, (int, float)) and not isinstance(count, bool) and count >= 0:
+    if is_amount(count):
         current.processed(count)
+    else:
+        warn_once(
+            f"count-value:{type(owner).__qualname__}",
+            "stage %r: count_items() returned %s, not a number >= 0 (at most 2**53); not counted",
+            owner.name,
+            safe_repr(count),
+        )

@@ -27,6 +27,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import observed
 
 __all__ = ["ConnectionPool", "connection_pool"]
 
@@ -243,13 +244,11 @@ class ConnectionPool(Hook):
             return fallback
         try:
             value = function()
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"observe({key}=...) returned {value!r}, not a number")
-            return value
         except Exception:
             warn_once(f"pool:{self.name}:{key}", "connection pool %r: observe(%s=...) failed", self.name, key)
             logger.debug("observe failure", exc_info=True)
             return None
+        return observed("connection pool", self.name, f"observe({key}=...)", value)  # a count >= 0
 
 
 def connection_pool(name: str, max_size: int | None = None) -> ConnectionPool:

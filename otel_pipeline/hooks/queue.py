@@ -36,6 +36,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import countable
 from otel_pipeline.hooks.events import check_id
 
 __all__ = ["Queue", "queue"]
@@ -510,7 +511,10 @@ def queue(name: str, *, capacity: float | None = None) -> Queue:
     >>> op.queue("emails") is op.queue("emails", capacity=1000)
     True
     """
-    hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
+    try:
+        hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
+    except Exception:  # an unhashable name: get_hook raises the TypeError that names it
+        hook = get_hook(Queue, name)
     if capacity is not None:
         hook.set_capacity(capacity)
     return hook
@@ -581,7 +585,7 @@ def _read(
         return None
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    if not countable(value):  # finite, >= 0, within int64
         warn_once(
             f"queue-observe:{hook.name}:{what}",
             "otel_pipeline: queue %r: the %s function returned %r, not a number >= 0; skipped",
