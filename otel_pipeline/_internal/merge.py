@@ -27,9 +27,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.errors import logger
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.validation import exportable, finite, safe_repr
+from otel_pipeline._internal.validation import drop_point, exportable, finite
 
 __all__ = ["attach_core"]
 
@@ -118,12 +118,10 @@ def _filtered(data: MetricsData) -> MetricsData:
                 kept: list[Any] = [point for point in points if _point_ok(point)]
                 if len(kept) < len(points):
                     bad = next(point for point in points if not _point_ok(point))
-                    warn_once(
-                        f"unexportable:{metric.name}",
-                        "metric %s: a point (attributes %s) has a value that is not a finite number within "
-                        "int64; such points are dropped",
+                    drop_point(
                         metric.name,
-                        safe_repr(dict(bad.attributes or {})),
+                        getattr(bad, "value", getattr(bad, "sum", None)),
+                        dict(bad.attributes or {}),
                     )
                 if kept:
                     data_: Any = metric.data

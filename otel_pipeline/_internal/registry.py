@@ -38,7 +38,7 @@ from otel_pipeline._internal.series import (
     UpDownCounterSeries,
 )
 from otel_pipeline._internal.spec import Kind, MetricSpec
-from otel_pipeline._internal.validation import exportable, finite, safe_repr
+from otel_pipeline._internal.validation import drop_point, exportable, finite
 
 __all__ = ["CoreInstrument", "Instrument", "Observed", "Registry", "SdkInstrument", "attribute_key"]
 
@@ -162,24 +162,12 @@ def _exemplar(raw: RawExemplar, attributes: dict[str, Any]) -> Exemplar:
     return Exemplar({} if attributes else None, value, time_unix_nano, span_id, trace_id)
 
 
-def _dropped(name: str, value: object, attributes: Mapping[str, Any], what: str) -> None:
-    """One warning per metric for a point dropped because no exporter can encode its value."""
-    warn_once(
-        f"unexportable:{name}",
-        "metric %s: %s value %s (attributes %s) is not a finite number within int64; the point is dropped",
-        name,
-        what,
-        safe_repr(value),
-        safe_repr(attributes),
-    )
-
-
 def _number_point(series: SumSeries, now: int, kind: Kind, reader: int) -> NumberDataPoint | None:
     touched, value, raw = series.snapshot(reader)
     if not touched:
         return None
     if not exportable(value):  # e.g. an integer sum past int64 (OTLP's as_int)
-        _dropped(series.name, value, series.attributes, "collected")
+        drop_point(series.name, value, series.attributes)
         return None
     return NumberDataPoint(
         attributes=series.attributes,
@@ -196,7 +184,7 @@ def _histogram_point(series: HistogramSeries, now: int, reader: int) -> Histogra
     if not count:
         return None
     if not (finite(total) and finite(minimum) and finite(maximum)):
-        _dropped(series.name, total, series.attributes, "histogram sum")
+        drop_point(series.name, total, series.attributes)
         return None
     return HistogramDataPoint(
         attributes=series.attributes,
@@ -327,7 +315,7 @@ class Registry:
                     if exportable(value) and (not monotonic or value >= 0):
                         found.append(Observation(value, dict(attributes)))
                     else:
-                        _dropped(spec.name, value, attributes, "observed")
+                        drop_point(spec.name, value, attributes)
                 return found
             except Exception:
                 warn_once(f"callback:{spec.name}", "observable %s: callback failed; skipped", spec.name)

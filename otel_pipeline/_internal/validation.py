@@ -33,6 +33,7 @@ __all__ = [
     "check_name",
     "check_seconds",
     "countable",
+    "drop_point",
     "exportable",
     "finite",
     "is_amount",
@@ -179,6 +180,17 @@ def countable(value: object) -> bool:
     (True, False, False, False, False)
     """
     return isinstance(value, (int, float)) and exportable(value) and value >= 0
+
+
+def drop_point(metric: str, value: object, attributes: object) -> None:
+    """Say once per metric that a point was dropped because no exporter can encode its value."""
+    warn_once(
+        f"unexportable:{metric}",
+        "metric %s: value %s (attributes %s) is not a finite number within int64; the point is dropped",
+        metric,
+        safe_repr(value),
+        safe_repr(attributes),
+    )
 
 
 def observed(hook: str, name: str, what: str, value: object, *, minimum: float | None = 0) -> float | None:

@@ -262,7 +262,7 @@ class Cache(Hook):
             if not callable(function):
                 raise TypeError(
                     f"otel_pipeline: observe_size({key}=...) needs a function returning a number, "
-                    f"got {type(function).__name__} {function!r}"
+                    f"got {type(function).__name__} {safe_repr(function)}"
                 )
         self._observed.update(given)
         state = self._current()
@@ -330,10 +330,10 @@ class Cache(Hook):
         if not countable(observed):  # finite, >= 0, within int64
             warn_once(
                 f"cache-size:{self.name}:{key}",
-                "cache %r: the %s function returned %r, not a number >= 0; skipped",
+                "cache %r: the %s function returned %s, not a number >= 0; skipped",
                 self.name,
                 key,
-                observed,
+                safe_repr(observed),
             )
             return None
         return observed
@@ -386,14 +386,15 @@ def _check_cache_info(function: Any) -> None:
     if not callable(function) or not callable(cache_info) or not callable(cache_clear):
         raise TypeError(
             "otel_pipeline: cache.wrap() needs a function with cache_info() and cache_clear(), such as "
-            f"functools.lru_cache; got {type(function).__name__} {function!r}"
+            f"functools.lru_cache; got {type(function).__name__} {safe_repr(function)}"
         )
     info = cache_info()
     for field in ("hits", "misses", "currsize", "maxsize"):
         if not hasattr(info, field):
             raise TypeError(
-                f"otel_pipeline: cache.wrap(): {function!r}.cache_info() returned {info!r}, which has no "
-                f"{field!r}; it must look like functools' CacheInfo(hits, misses, maxsize, currsize)"
+                f"otel_pipeline: cache.wrap(): {safe_repr(function)}.cache_info() returned "
+                f"{safe_repr(info)}, which has no {field!r}; it must look like functools' "
+                "CacheInfo(hits, misses, maxsize, currsize)"
             )
 
 

@@ -212,17 +212,17 @@ def _text(value: object, default: str) -> str:
     return default
 
 
-def _status_code(status: object) -> int | None:
-    """The code of a WSGI status line (``"200 OK"``) or an ASGI status (``200``); None if not one.
+def _status_code(status: object, *, line: bool = False) -> int | None:
+    """The code of a status (``200``), or of a WSGI status ``line`` (``"200 OK"``); None if not one.
 
     Anything but a three-digit code is recorded without a status (logged once): a malformed status
     is for the server to refuse, never a reason for the instrumentation to raise.
 
-    >>> _status_code("404 Not Found"), _status_code(204), _status_code("abc"), _status_code(10**400)
+    >>> _status_code("404 Not Found", line=True), _status_code(204), _status_code("204"), _status_code(1000)
     (404, 204, None, None)
     """
     code: int | None = None
-    if isinstance(status, str):
+    if line and isinstance(status, str):
         head = status.split(" ", 1)[0]
         if len(head) == 3 and head.isascii() and head.isdigit():
             code = int(head)
@@ -317,7 +317,9 @@ class WSGIMiddleware:
             return self.app(environ, start_response)
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            request.status = _status_code(status)  # a malformed status is the server's to refuse, not ours
+            request.status = _status_code(
+                status, line=True
+            )  # a malformed status is the server's to refuse, not ours
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         try:

@@ -448,7 +448,7 @@ def pipeline(name: str, *, summary_path: str | Path | None = None) -> Scope[Run]
     if summary_path is not None and not isinstance(summary_path, (str, Path)):
         raise TypeError(
             f"otel_pipeline: summary_path must be a str or pathlib.Path, got {type(summary_path).__name__} "
-            f"{summary_path!r}"
+            f"{safe_repr(summary_path)}"
         )
     path = None if summary_path is None else Path(summary_path)
     scope: Scope[Run] = get_hook(PipelineHook, name).run(path)

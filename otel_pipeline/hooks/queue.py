@@ -36,7 +36,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import countable
+from otel_pipeline._internal.validation import countable, safe_repr
 from otel_pipeline.hooks.events import check_id
 
 __all__ = ["Queue", "queue"]
@@ -529,7 +529,8 @@ def _priority(priority: object) -> str | None:
         return None
     if isinstance(priority, bool) or not isinstance(priority, (str, int)):
         raise TypeError(
-            f"otel_pipeline: priority must be a str or an int, got {type(priority).__name__} {priority!r}"
+            "otel_pipeline: priority must be a str or an int, got "
+            f"{type(priority).__name__} {safe_repr(priority)}"
         )
     return check_name("priority", str(priority))
 
@@ -547,7 +548,7 @@ def _observer(what: str, function: object) -> Callable[[], float | None] | None:
     if function is not None and not callable(function):
         raise TypeError(
             f"otel_pipeline: {what}() needs a function returning a number (or None), got "
-            f"{type(function).__name__} {function!r}"
+            f"{type(function).__name__} {safe_repr(function)}"
         )
     return function
 
@@ -588,10 +589,10 @@ def _read(
     if not countable(value):  # finite, >= 0, within int64
         warn_once(
             f"queue-observe:{hook.name}:{what}",
-            "otel_pipeline: queue %r: the %s function returned %r, not a number >= 0; skipped",
+            "otel_pipeline: queue %r: the %s function returned %s, not a number >= 0; skipped",
             hook.name,
             what,
-            value,
+            safe_repr(value),
         )
         return None
     return value
