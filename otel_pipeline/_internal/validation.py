@@ -30,6 +30,7 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_SECONDS",
     "check_count",
+    "check_flag",
     "check_name",
     "check_seconds",
     "countable",
@@ -115,6 +116,19 @@ def check_count(what: str, value: object) -> int | float:
             f"2**53 = {MAX_AMOUNT})"
         )
     return value  # type: ignore[return-value]
+
+
+def check_flag(what: str, value: object) -> bool:
+    """A yes/no option: True or False exactly (a truthy object could raise, or mean something else).
+
+    >>> check_flag("requeued", 1)
+    Traceback (most recent call last):
+    ...
+    TypeError: otel_pipeline: requeued must be True or False, got int 1
+    """
+    if value is not True and value is not False:
+        raise TypeError(f"otel_pipeline: {what} must be True or False, got {_what(value)}")
+    return value
 
 
 def check_seconds(what: str, value: object, *, zero: bool = False) -> float:

@@ -33,7 +33,7 @@ from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import MAX_AMOUNT, check_seconds, safe_repr
+from otel_pipeline._internal.validation import MAX_AMOUNT, check_flag, check_seconds, safe_repr
 
 __all__ = [
     "TARGET_STATUSES",
@@ -454,8 +454,9 @@ def register_health_check(
     check_name("health check name", name)
     function = _checked_function("function", function)
     probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl))
+    check_flag("critical", critical)
     with _REGISTRY_LOCK:
-        _CHECKS[name] = _Check(probe, bool(critical))
+        _CHECKS[name] = _Check(probe, critical)
 
 
 def unregister_health_check(name: str) -> None:

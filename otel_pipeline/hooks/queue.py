@@ -36,7 +36,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import countable, safe_repr
+from otel_pipeline._internal.validation import check_flag, countable, safe_repr
 from otel_pipeline.hooks.events import check_id
 
 __all__ = ["Queue", "queue"]
@@ -423,6 +423,7 @@ class Queue(Hook):
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
         """Count ``count`` jobs given another attempt; ``requeued``: put back on the queue (depth +count)."""
         check_count("count", count)
+        check_flag("requeued", requeued)
         state = self._current()
         if state is not None:
             state.retried.add(count)

@@ -38,7 +38,7 @@ def scrape(pipeline: op.Pipeline, *, openmetrics: bool = False) -> dict[tuple[st
     if openmetrics:
         from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-        families = list(parse_om(text))
+        families = list(parse_om(text))  # type: ignore[no-untyped-call]
     else:
         families = list(text_string_to_metric_families(text))
     found: dict[tuple[str, tuple[Any, ...]], float] = {}

@@ -354,14 +354,15 @@ def test_an_unhashable_or_unprintable_name_is_a_clear_type_error(
 
 
 def test_validation_never_raises_from_a_repr(served: op.Pipeline) -> None:
+    weird: Any = Weird()
     with pytest.raises(TypeError, match=r"count must be a number, got Weird <Weird object \(repr failed\)>"):
-        op.queue("q").enqueued(Weird())
+        op.queue("q").enqueued(weird)
     with pytest.raises(TypeError, match=r"priority must be a str or an int, got Weird"):
-        op.queue("q").enqueued(priority=Weird())
+        op.queue("q").enqueued(priority=weird)
     with pytest.raises(TypeError, match=r"timeout must be a number of seconds or None, got Weird"):
-        op.actions("a").track("x", timeout=Weird())
+        op.actions("a").track("x", timeout=weird)
     with pytest.raises(TypeError, match=r"url must be a str, got Weird"):
-        op.http_client("c").request("GET", Weird())
+        op.http_client("c").request("GET", weird)
     assert_good_intact_after_nothing(served)
 
 
