@@ -38,7 +38,7 @@ from otel_pipeline._internal.series import (
     UpDownCounterSeries,
 )
 from otel_pipeline._internal.spec import Kind, MetricSpec
-from otel_pipeline._internal.validation import drop_point, exportable, finite
+from otel_pipeline._internal.validation import INT64_MAX, INT64_MIN, drop_point, exportable, finite
 
 __all__ = ["CoreInstrument", "Instrument", "Observed", "Registry", "SdkInstrument", "attribute_key"]
 
@@ -166,7 +166,10 @@ def _number_point(series: SumSeries, now: int, kind: Kind, reader: int) -> Numbe
     touched, value, raw = series.snapshot(reader)
     if not touched:
         return None
-    if not exportable(value):  # e.g. an integer sum past int64 (OTLP's as_int)
+    cls = type(value)  # the usual int or float is checked inline: this runs once per series
+    if not (
+        (cls is int and INT64_MIN <= value <= INT64_MAX) or (cls is float and value - value == 0.0)
+    ) and not exportable(value):  # e.g. an integer sum past int64 (OTLP's as_int)
         drop_point(series.name, value, series.attributes)
         return None
     return NumberDataPoint(
@@ -183,7 +186,8 @@ def _histogram_point(series: HistogramSeries, now: int, reader: int) -> Histogra
     count = sum(counts)
     if not count:
         return None
-    if not (finite(total) and finite(minimum) and finite(maximum)):
+    # Recorded values are >= 0, so a finite sum means finite values, min and max too.
+    if not (type(total) is float and total - total == 0.0) and not finite(total):
         drop_point(series.name, total, series.attributes)
         return None
     return HistogramDataPoint(
