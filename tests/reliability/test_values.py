@@ -506,3 +506,150 @@ def test_a_real_otlp_export_succeeds_after_every_bad_value(otlp_receiver: OtlpRe
         {"db.client.connection.pool.name": "pg", "db.client.connection.state": "idle"},
     )
     assert op.shutdown() is True
+
+
+# -- the shared helpers, at their edges -----------------------------------------------------------
+
+
+class _BadMapping(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("no items")
+
+
+def test_jsonable_makes_anything_strict_json() -> None:
+    from otel_pipeline._internal.strict_json import MAX_DEPTH, dumps, jsonable
+
+    class Text(str):
+        pass
+
+    nested: list[Any] = []
+    deepest = nested
+    for _ in range(MAX_DEPTH + 5):
+        deepest.append([])
+        deepest = deepest[0]
+    document = {
+        None: 1,
+        True: 2,
+        1.5: 3,
+        math.nan: 4,
+        (1, 2): 5,
+        Text("sub"): Text("value"),
+        "set": {7},
+        "bytes": b"\x00",
+        "bad": _BadMapping(a=1),
+        "nested": nested,
+        "weird": Weird(),
+        "sub-int": type("Big", (int,), {})(2**2000),
+    }
+    converted = jsonable(document)
+    # None and nan both become the key "null": the later one wins, as with any duplicate key.
+    assert {k: v for k, v in converted.items() if k not in ("bad", "nested")} == {
+        "true": 2,
+        "1.5": 3,
+        "null": 4,
+        "(1, 2)": 5,
+        "sub": "value",
+        "set": [7],
+        "bytes": "b'\\x00'",
+        "weird": "<Weird object (repr failed)>",
+        "sub-int": None,
+    }
+    assert converted["bad"] == "{'a': 1}"
+    text = dumps(document)
+    assert strict_loads(text)["nested"] is not None
+    assert type(converted["sub"]) is str
+
+
+def test_the_checks_at_their_edges() -> None:
+    from otel_pipeline._internal.validation import (
+        MAX_SECONDS,
+        check_count,
+        check_flag,
+        check_seconds,
+        countable,
+        exportable,
+        finite,
+        is_amount,
+        observed,
+        safe_repr,
+    )
+
+    big_int = type("BigInt", (int,), {})
+    odd_float = type("OddFloat", (float,), {})
+    assert finite(big_int(3))
+    assert not finite(big_int(2**1100))
+    assert not finite(odd_float("nan"))
+    assert exportable(big_int(2**62))
+    assert not exportable(big_int(2**64))
+    assert not exportable(True)
+    assert check_count("count", big_int(3)) == 3
+    assert is_amount(2**53)
+    assert not is_amount("1")
+    assert countable(0.0)
+    assert not countable(None)
+    assert check_seconds("ttl", 0, zero=True) == 0.0
+    assert check_seconds("t", MAX_SECONDS) == MAX_SECONDS
+    with pytest.raises(ValueError, match=r"ttl=-1 is not valid; use a number of seconds >= 0"):
+        check_seconds("ttl", -1, zero=True)
+    with pytest.raises(TypeError, match="t must be a number of seconds, got str '1'"):
+        check_seconds("t", "1")
+    assert check_flag("f", False) is False
+    assert observed("h", "n", "what", -5, minimum=None) == -5
+    assert observed("h", "n", "what", math.nan, minimum=None) is None
+    assert len(safe_repr("x" * 10_000)) == 200
+    with pytest.raises(ValueError, match=r"name='xxx.*\.\.\. is not valid"):
+        op.queue("x" * 300)
+
+
+def test_a_bad_point_of_any_kind_is_dropped_from_what_the_sdk_collected() -> None:
+    from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint
+
+    from otel_pipeline._internal.merge import _exportable
+
+    def histogram(total: float, room: str) -> HistogramDataPoint:
+        return HistogramDataPoint({"room": room}, 0, 1, 1, total, (1, 0), (1.0,), total, total)
+
+    cumulative = AggregationTemporality.CUMULATIVE
+    metrics = [
+        Metric("h", "", "s", Histogram([histogram(math.inf, "a"), histogram(0.5, "b")], cumulative)),
+        Metric("g", "", "1", Gauge([NumberDataPoint({"room": "a"}, 0, 1, math.nan)])),
+        Metric("ok", "", "1", Gauge([NumberDataPoint({}, 0, 1, 2)])),
+    ]
+    scope = InstrumentationScope("app")
+    data = MetricsData([ResourceMetrics(Resource({}), [ScopeMetrics(scope, metrics, "")], "")])
+    kept = _exportable(data)
+    assert kept is not None
+    (scope_metrics,) = kept.resource_metrics[0].scope_metrics
+    assert {
+        m.name: [dict(p.attributes or {}) for p in m.data.data_points] for m in scope_metrics.metrics
+    } == {
+        "h": [{"room": "b"}],
+        "ok": [{}],
+    }
+    assert encode_otlp(kept) > 0
+    clean = MetricsData([ResourceMetrics(Resource({}), [ScopeMetrics(scope, metrics[2:], "")], "")])
+    assert _exportable(clean) is clean
+
+
+def test_the_renderer_skips_a_histogram_or_labels_it_cannot_render(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.metrics.export import Histogram, HistogramDataPoint
+
+    def histogram(total: Any, attributes: dict[str, Any]) -> HistogramDataPoint:
+        return HistogramDataPoint(attributes, 0, 1, 1, total, (1, 0), (1.0,), 0.5, 0.5)
+
+    cumulative = AggregationTemporality.CUMULATIVE
+    points = [histogram(HUGE, {"room": "a"}), histogram(0.5, {"room": "b"}), histogram(0.5, {"n": 10**5000})]
+    metric = Metric("wait", "Wait.", "s", Histogram(points, cumulative))
+    data = MetricsData(
+        [ResourceMetrics(Resource({}), [ScopeMetrics(InstrumentationScope("app"), [metric], "")], "")]
+    )
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        text = render(data).decode()
+    counts = [
+        (s.labels.get("room"), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "wait_seconds_count"
+    ]
+    assert counts == [("b", 1.0)]
+    assert len(caplog.records) == 1
