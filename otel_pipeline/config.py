@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from otel_pipeline._internal.validation import safe_repr
+
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
     "ENVIRONMENT_VARIABLES",
@@ -63,7 +65,7 @@ class _InvalidOption(ValueError):
 
 
 def _fail(option: str, value: object, allowed: str) -> ValueError:
-    return _InvalidOption(option, f"otel_pipeline: {option}={value!r} is not valid; {allowed}")
+    return _InvalidOption(option, f"otel_pipeline: {option}={safe_repr(value)} is not valid; {allowed}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.hooks.pipeline import ActiveStage, active_stages
 
 __all__ = ["LiveProgress", "live_progress", "render"]
@@ -55,7 +56,8 @@ class LiveProgress:
 
         if refresh_per_second <= 0:
             raise ValueError(
-                f"otel_pipeline: refresh_per_second={refresh_per_second!r} is not valid; use a number > 0"
+                f"otel_pipeline: refresh_per_second={safe_repr(refresh_per_second)} is not valid; "
+                "use a number > 0"
             )
         self.console = console if console is not None else Console()
         self.enabled = bool(self.console.is_terminal) if enabled is None else enabled

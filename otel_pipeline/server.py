@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import queue
 import selectors
@@ -36,6 +35,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from otel_pipeline._internal import strict_json
 from otel_pipeline._internal.errors import logger, warn_once
 
 __all__ = ["MetricsServer", "Response", "Route", "json_response"]
@@ -63,11 +63,11 @@ def json_response(status: int, payload: Any) -> Response:
     >>> json_response(404, {"error": "not found"})
     (404, 'application/json', b'{"error": "not found"}')
     """
-    return status, "application/json", json.dumps(payload, sort_keys=True, default=str).encode()
+    return status, "application/json", strict_json.dumps(payload, sort_keys=True).encode()  # never NaN
 
 
 def _raw_response(status: int, reason: str, payload: dict[str, Any], extra: str = "") -> bytes:
-    body = json.dumps(payload, sort_keys=True).encode()
+    body = strict_json.dumps(payload, sort_keys=True).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nServer: {SERVER_NAME}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"

@@ -31,6 +31,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
+from otel_pipeline._internal import strict_json
 from otel_pipeline._internal.runtime import ON_INSTALL, SCOPE_NAME, Pipeline, current
 
 __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summary"]
@@ -158,7 +159,7 @@ def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None
     fd, temporary = _new_temporary(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(report, file, indent=2, sort_keys=True)
+            file.write(strict_json.dumps(report, indent=2, sort_keys=True))  # never NaN or Infinity
             file.write("\n")
         os.replace(temporary, target)
     except BaseException:

@@ -42,6 +42,7 @@ from prometheus_client import utils as _prometheus_utils
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 
 from otel_pipeline._internal.errors import warn_once
+from otel_pipeline._internal.validation import safe_repr
 
 __all__ = [
     "OPENMETRICS_CONTENT_TYPE",
@@ -328,44 +329,63 @@ def _render_metric(
     lines = families.get(family_id)
     if lines is None:
         lines = families[family_id] = [_header(family, kind, unit, description, openmetrics)]
-    points: Sequence[Any] = metric.data.data_points
-    order, rows = _rows(points, scope)
+    points, order, rows = _rows(metric, scope)
     if kind == "histogram":
-        _histogram_lines(family, points, order, rows, lines, openmetrics, retained)
+        _histogram_lines(metric, family, points, order, rows, lines, openmetrics, retained)
         return
     sample = family + "_total" if kind == "counter" else family
     counter = kind == "counter"
     retained = retained if counter else None
     for point, row in zip(points, rows, strict=False):
         braced = f"{{{','.join(row)}}}" if row else ""
-        exemplar = point.exemplars[-1] if counter and point.exemplars else None
-        if retained is not None:
-            if exemplar is not None:
-                retained[sample + braced] = exemplar
-            elif retained:
-                exemplar = retained.get(sample + braced)
-        suffix = _exemplar(exemplar) if openmetrics and exemplar is not None else ""
-        lines.append(f"{sample}{braced} {_number(point.value)}{suffix}\n")
+        try:
+            exemplar = point.exemplars[-1] if counter and point.exemplars else None
+            if retained is not None:
+                if exemplar is not None:
+                    retained[sample + braced] = exemplar
+                elif retained:
+                    exemplar = retained.get(sample + braced)
+            suffix = _exemplar(exemplar) if openmetrics and exemplar is not None else ""
+            lines.append(f"{sample}{braced} {_number(point.value)}{suffix}\n")
+        except Exception:  # a value no float holds (10**400), not a number: this point only
+            _unrenderable(metric, point)
 
 
-def _rows(points: Sequence[Any], scope: dict[str, str]) -> tuple[list[str], list[list[str]]]:
-    """The label names of the metric, sorted, and each point's ``name="value"`` pairs in that order.
+def _unrenderable(metric: Metric, point: Any) -> None:
+    warn_once(
+        f"exposition-value:{metric.name}",
+        "/metrics: %s has a point that cannot be rendered (value %s); such points are skipped",
+        metric.name,
+        safe_repr(getattr(point, "value", getattr(point, "sum", None))),
+    )
 
-    A point has the scope labels, then its attributes; a name only other points have gets "".
+
+def _rows(metric: Metric, scope: dict[str, str]) -> tuple[list[Any], list[str], list[list[str]]]:
+    """The points that can be rendered, the label names, sorted, and each point's ``name="value"`` pairs.
+
+    A point has the scope labels, then its attributes; a name only other points have gets "". A
+    point whose labels cannot be rendered is left out (one warning), not the whole scrape.
     """
+    points: list[Any] = []
     dicts: list[dict[str, str]] = []
     names: set[str] = set()
-    for point in points:
+    for point in metric.data.data_points:
         labels = dict(scope)
-        for key, value in point.attributes.items():
-            labels[_label_name(key)] = _label_value(value)
+        try:
+            for key, value in (point.attributes or {}).items():
+                labels[_label_name(key)] = _label_value(value)
+        except Exception:
+            _unrenderable(metric, point)
+            continue
         names.update(labels)
         dicts.append(labels)
+        points.append(point)
     order = sorted(names)
-    return order, [[f'{name}="{labels.get(name, "")}"' for name in order] for labels in dicts]
+    return points, order, [[f'{name}="{labels.get(name, "")}"' for name in order] for labels in dicts]
 
 
 def _histogram_lines(
+    metric: Metric,
     family: str,
     points: Sequence[Any],
     order: list[str],
@@ -378,6 +398,11 @@ def _histogram_lines(
     split = bisect_left(order, "le")
     resume = split + 1 if split < len(order) and order[split] == "le" else split
     for point, row in zip(points, rows, strict=False):
+        try:
+            sum_text = _number(point.sum)
+        except Exception:  # a sum no float holds: this point only
+            _unrenderable(metric, point)
+            continue
         le_values = _le_values(point.explicit_bounds)
         head = family + "_bucket{" + "".join([pair + "," for pair in row[:split]]) + 'le="'
         tail = '"' + "".join(["," + pair for pair in row[resume:]]) + "} "
@@ -400,7 +425,7 @@ def _histogram_lines(
         if point.bucket_counts and float(le_values[0]) >= 0:
             braced = f"{{{','.join(row)}}}" if row else ""
             lines.append(f"{family}_count{braced} {_number(total)}\n")
-            lines.append(f"{family}_sum{braced} {_number(point.sum)}\n")
+            lines.append(f"{family}_sum{braced} {sum_text}\n")
 
 
 def _bucket_exemplars(point: HistogramDataPoint) -> dict[int, Any]:

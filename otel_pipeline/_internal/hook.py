@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.validation import check_count, check_name  # re-exported: hooks import them here
 
 __all__ = [
     "DEFAULT_NAME_LIMIT",
@@ -44,26 +45,6 @@ _STATES_LOCK = threading.RLock()
 OVERFLOW_NAME = "otel.metric.overflow"
 #: Names per hook kind while no pipeline is configured (the default of ``hook_name_limit``).
 DEFAULT_NAME_LIMIT = 500
-
-
-def check_name(what: str, name: object) -> str:
-    """A hook or attribute name: a non-empty string of at most 255 characters."""
-    if not isinstance(name, str):
-        raise TypeError(f"otel_pipeline: {what} must be a str, got {type(name).__name__} {name!r}")
-    if not name.strip() or len(name) > 255:
-        raise ValueError(
-            f"otel_pipeline: {what}={name!r} is not valid; use a non-empty name of at most 255 characters"
-        )
-    return name
-
-
-def check_count(what: str, value: object) -> int | float:
-    """A count or amount: a non-negative int or float (bool is refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"otel_pipeline: {what} must be a number, got {type(value).__name__} {value!r}")
-    if value < 0 or value != value:
-        raise ValueError(f"otel_pipeline: {what}={value!r} is not valid; use a number >= 0")
-    return value
 
 
 class Hook:
@@ -156,6 +137,8 @@ def get_hook(cls: type[H], name: str) -> H:
     name gets the one hook named :data:`OVERFLOW_NAME` (not cached under the new name, so the
     cache stays bounded), and the first time a warning names the kind and a few of the names.
     """
+    if type(name) is not str:  # a clear TypeError, not "unhashable type"; a str subclass as a str
+        name = str.__str__(check_name(f"{cls.kind} name", name))
     hook: H | None = cls._instances.get(name)
     if hook is not None:
         return hook

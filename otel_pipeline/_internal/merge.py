@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from time import time_ns
 from typing import Any
 
@@ -19,6 +20,7 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricReader,
     MetricsData,
+    NumberDataPoint,
     ResourceMetrics,
     ScopeMetrics,
 )
@@ -27,6 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_pipeline._internal.errors import logger
 from otel_pipeline._internal.registry import Registry
+from otel_pipeline._internal.validation import drop_point, exportable, finite
 
 __all__ = ["attach_core"]
 
@@ -63,7 +66,7 @@ def attach_core(
     def collect(reader_: MetricReader, timeout_millis: float = 10_000, **kwargs: Any) -> MetricsData | None:
         if os.getpid() != owner_pid:
             return None
-        data = original(reader_, timeout_millis=timeout_millis, **kwargs)
+        data = _exportable(original(reader_, timeout_millis=timeout_millis, **kwargs))
         if registry.mode != "core":
             return data
         try:
@@ -76,6 +79,56 @@ def attach_core(
         return _merged(data, metrics, resource, scope)
 
     reader._set_collect_callback(collect)  # type: ignore[arg-type]
+
+
+def _point_ok(point: Any) -> bool:
+    """True when every exporter can encode ``point``: finite values, integers within int64."""
+    if type(point) is NumberDataPoint:
+        return exportable(point.value)
+    if not finite(point.sum):
+        return False
+    return not point.count or (finite(point.min) and finite(point.max))
+
+
+def _exportable(data: MetricsData | None) -> MetricsData | None:
+    """``data`` without the points no exporter can encode (a user's counter past int64, a nan).
+
+    The SDK collects the user's own instruments and the observable ones; one bad point there must
+    cost that point, not the whole export. The usual case (nothing bad) returns ``data`` itself.
+    """
+    if data is None:
+        return None
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    if not _point_ok(point):
+                        return _filtered(data)
+    return data
+
+
+def _filtered(data: MetricsData) -> MetricsData:
+    resources = []
+    for resource_metrics in data.resource_metrics:
+        scopes = []
+        for scope_metrics in resource_metrics.scope_metrics:
+            metrics = []
+            for metric in scope_metrics.metrics:
+                points = metric.data.data_points
+                kept: list[Any] = [point for point in points if _point_ok(point)]
+                if len(kept) < len(points):
+                    bad = next(point for point in points if not _point_ok(point))
+                    drop_point(
+                        metric.name,
+                        getattr(bad, "value", getattr(bad, "sum", None)),
+                        dict(bad.attributes or {}),
+                    )
+                if kept:
+                    data_: Any = metric.data
+                    metrics.append(replace(metric, data=replace(data_, data_points=kept)))
+            scopes.append(replace(scope_metrics, metrics=metrics))
+        resources.append(replace(resource_metrics, scope_metrics=scopes))
+    return MetricsData(resource_metrics=resources)
 
 
 def _merged(

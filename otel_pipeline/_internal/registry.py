@@ -38,6 +38,7 @@ from otel_pipeline._internal.series import (
     UpDownCounterSeries,
 )
 from otel_pipeline._internal.spec import Kind, MetricSpec
+from otel_pipeline._internal.validation import INT64_MAX, INT64_MIN, drop_point, exportable, finite
 
 __all__ = ["CoreInstrument", "Instrument", "Observed", "Registry", "SdkInstrument", "attribute_key"]
 
@@ -165,6 +166,12 @@ def _number_point(series: SumSeries, now: int, kind: Kind, reader: int) -> Numbe
     touched, value, raw = series.snapshot(reader)
     if not touched:
         return None
+    cls = type(value)  # the usual int or float is checked inline: this runs once per series
+    if not (
+        (cls is int and INT64_MIN <= value <= INT64_MAX) or (cls is float and value - value == 0.0)
+    ) and not exportable(value):  # e.g. an integer sum past int64 (OTLP's as_int)
+        drop_point(series.name, value, series.attributes)
+        return None
     return NumberDataPoint(
         attributes=series.attributes,
         exemplars=[_exemplar(raw, series.attributes)] if raw else [],
@@ -178,6 +185,10 @@ def _histogram_point(series: HistogramSeries, now: int, reader: int) -> Histogra
     counts, total, minimum, maximum, raws = series.snapshot(reader)
     count = sum(counts)
     if not count:
+        return None
+    # Recorded values are >= 0, so a finite sum means finite values, min and max too.
+    if not (type(total) is float and total - total == 0.0) and not finite(total):
+        drop_point(series.name, total, series.attributes)
         return None
     return HistogramDataPoint(
         attributes=series.attributes,
@@ -298,11 +309,20 @@ class Registry:
                 return
             self._observed.add(spec.name)
 
+        monotonic = spec.kind is Kind.OBSERVABLE_COUNTER
+
         def observations(options: CallbackOptions) -> Iterable[Observation]:
             if not self.enabled:
                 return []
             try:
-                return [Observation(value, dict(attributes)) for value, attributes in callback()]
+                found = []
+                for value, attributes in callback():
+                    # A value no exporter can encode (or a negative counter) is dropped, not the rest.
+                    if exportable(value) and (not monotonic or value >= 0):
+                        found.append(Observation(value, dict(attributes)))
+                    else:
+                        drop_point(spec.name, value, attributes)
+                return found
             except Exception:
                 warn_once(f"callback:{spec.name}", "observable %s: callback failed; skipped", spec.name)
                 logger.debug("callback failure", exc_info=True)

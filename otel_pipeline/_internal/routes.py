@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otel_pipeline._internal.errors import logger
+from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.server import MetricsServer, Response, json_response
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
             reported = list(source(pipeline))
         except Exception as error:  # a broken check is reported, not raised
             logger.debug("health source %r failed", source, exc_info=True)
-            reported = [(getattr(source, "__name__", "health"), "unhealthy", {"error": repr(error)})]
+            reported = [(getattr(source, "__name__", "health"), "unhealthy", {"error": safe_repr(error)})]
         for name, status, details in reported:
             components[name] = {"status": status, **details}
     worst = max((_RANK.get(c["status"], 2) for c in components.values()), default=0)

@@ -17,7 +17,6 @@ is counted as a timeout when it ends (its span gets an error status), whatever i
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, TypeVar, cast
 
 from opentelemetry.trace import Status, StatusCode
@@ -30,6 +29,7 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import check_seconds, safe_repr
 
 __all__ = ["Actions", "InstrumentedExecutor", "actions"]
 
@@ -69,13 +69,9 @@ def check_timeout(timeout: object) -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
             f"otel_pipeline: timeout must be a number of seconds or None, got {type(timeout).__name__} "
-            f"{timeout!r}"
+            f"{safe_repr(timeout)}"
         )
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise ValueError(
-            f"otel_pipeline: timeout={timeout!r} is not valid; use a finite number of seconds > 0"
-        )
-    return float(timeout)
+    return check_seconds("timeout", timeout)
 
 
 class _Action(OutcomeOperation):
@@ -174,7 +170,7 @@ class Actions(Hook):
             return cast(T, self.track(name, timeout=timeout)(executor))
         raise TypeError(
             "otel_pipeline: actions.wrap() needs an object with an execute() method or a callable, got "
-            f"{type(executor).__name__} {executor!r}"
+            f"{type(executor).__name__} {safe_repr(executor)}"
         )
 
     def _operation(self, bound: _Bound, action: str, timeout: float | None) -> _Action:

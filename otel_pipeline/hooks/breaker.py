@@ -24,6 +24,7 @@ from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
 from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.validation import safe_repr
 
 if TYPE_CHECKING:
     import pybreaker
@@ -76,7 +77,7 @@ def _state_name(state: object) -> str:
     name = _ALIASES.get(state.lower(), state.lower())
     if name not in STATES:
         raise ValueError(
-            f"otel_pipeline: circuit breaker state {state!r} is not valid; use one of "
+            f"otel_pipeline: circuit breaker state {safe_repr(state)} is not valid; use one of "
             + ", ".join(map(repr, STATES))
         )
     return name

@@ -24,6 +24,7 @@ from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, 
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.validation import countable, safe_repr
 
 __all__ = ["Cache", "cache"]
 
@@ -137,6 +138,9 @@ class _State:
                 info = source.info()  # read under the lock, so successive reads never go backwards
                 if info is None:
                     self.seen.pop(id(source), None)
+                    continue
+                if not (countable(info.hits) and countable(info.misses)):
+                    _bad_info(self.attributes["cache.name"], info)
                     continue
                 last_hits, last_misses = self.seen.get(id(source), (info.hits, info.misses))
                 if info.hits < last_hits or info.misses < last_misses:
@@ -261,7 +265,7 @@ class Cache(Hook):
             if not callable(function):
                 raise TypeError(
                     f"otel_pipeline: observe_size({key}=...) needs a function returning a number, "
-                    f"got {type(function).__name__} {function!r}"
+                    f"got {type(function).__name__} {safe_repr(function)}"
                 )
         self._observed.update(given)
         state = self._current()
@@ -326,13 +330,13 @@ class Cache(Hook):
             )
             logger.debug("size function failure", exc_info=True)
             return None
-        if isinstance(observed, bool) or not isinstance(observed, (int, float)) or not observed >= 0:
+        if not countable(observed):  # finite, >= 0, within int64
             warn_once(
                 f"cache-size:{self.name}:{key}",
-                "cache %r: the %s function returned %r, not a number >= 0; skipped",
+                "cache %r: the %s function returned %s, not a number >= 0; skipped",
                 self.name,
                 key,
-                observed,
+                safe_repr(observed),
             )
             return None
         return observed
@@ -370,20 +374,30 @@ def _given(**values: Any) -> dict[str, Any]:
     return given
 
 
+def _bad_info(name: str, info: Any) -> None:
+    warn_once(
+        f"cache-info:{name}",
+        "cache %r: cache_info() returned %s, whose hits and misses are not counts >= 0; skipped",
+        name,
+        safe_repr(info),
+    )
+
+
 def _check_cache_info(function: Any) -> None:
     cache_info = getattr(function, "cache_info", None)
     cache_clear = getattr(function, "cache_clear", None)
     if not callable(function) or not callable(cache_info) or not callable(cache_clear):
         raise TypeError(
             "otel_pipeline: cache.wrap() needs a function with cache_info() and cache_clear(), such as "
-            f"functools.lru_cache; got {type(function).__name__} {function!r}"
+            f"functools.lru_cache; got {type(function).__name__} {safe_repr(function)}"
         )
     info = cache_info()
     for field in ("hits", "misses", "currsize", "maxsize"):
         if not hasattr(info, field):
             raise TypeError(
-                f"otel_pipeline: cache.wrap(): {function!r}.cache_info() returned {info!r}, which has no "
-                f"{field!r}; it must look like functools' CacheInfo(hits, misses, maxsize, currsize)"
+                f"otel_pipeline: cache.wrap(): {safe_repr(function)}.cache_info() returned "
+                f"{safe_repr(info)}, which has no {field!r}; it must look like functools' "
+                "CacheInfo(hits, misses, maxsize, currsize)"
             )
 
 

@@ -19,6 +19,7 @@ from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.validation import safe_repr
 
 __all__ = ["Dedup", "dedup"]
 
@@ -81,7 +82,7 @@ class Dedup(Hook):
         if not isinstance(duplicate, bool):
             raise TypeError(
                 f"otel_pipeline: check(duplicate=...) must be True or False, "
-                f"got {type(duplicate).__name__} {duplicate!r}"
+                f"got {type(duplicate).__name__} {safe_repr(duplicate)}"
             )
         state = self._current()
         if state is not None:

@@ -17,6 +17,7 @@ from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, TimedScope
+from otel_pipeline._internal.validation import safe_repr
 
 __all__ = ["Events", "events"]
 
@@ -55,7 +56,7 @@ def check_id(what: str, value: object) -> str:
     """An identifier for a span attribute (an event or job id): a str or an int."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(
-            f"otel_pipeline: {what} must be a str or an int, got {type(value).__name__} {value!r}"
+            f"otel_pipeline: {what} must be a str or an int, got {type(value).__name__} {safe_repr(value)}"
         )
     return str(value)
 

@@ -33,6 +33,7 @@ from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import MAX_AMOUNT, check_flag, check_seconds, safe_repr
 
 __all__ = [
     "TARGET_STATUSES",
@@ -141,23 +142,21 @@ COLLECTOR_RUNS = declare(
 
 def _check_positive(what: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"otel_pipeline: {what} must be a number, got {type(value).__name__} {value!r}")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"otel_pipeline: {what}={value!r} is not valid; use a number of seconds > 0")
-    return float(value)
+        raise TypeError(
+            f"otel_pipeline: {what} must be a number, got {type(value).__name__} {safe_repr(value)}"
+        )
+    return check_seconds(what, value)
 
 
 def _check_ttl(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"otel_pipeline: ttl must be a number, got {type(value).__name__} {value!r}")
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"otel_pipeline: ttl={value!r} is not valid; use a number of seconds >= 0")
-    return float(value)
+        raise TypeError(f"otel_pipeline: ttl must be a number, got {type(value).__name__} {safe_repr(value)}")
+    return check_seconds("ttl", value, zero=True)
 
 
 def _check_whole(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"otel_pipeline: {what}={value!r} is not valid; use an integer >= 1")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
+        raise ValueError(f"otel_pipeline: {what}={safe_repr(value)} is not valid; use an integer >= 1")
     return value
 
 
@@ -266,7 +265,7 @@ def _runhooks_of(probes: Iterable[_Probe]) -> dict[str, Outcome]:
             outcomes[probe.name] = Outcome("timeout", error=f"no result within {probe.timeout:g} s")
         elif run.error is not None:
             outcomes[probe.name] = Outcome(
-                "failure", error=repr(run.error), duration=run.finished - run.started
+                "failure", error=safe_repr(run.error), duration=run.finished - run.started
             )
         else:
             outcomes[probe.name] = Outcome("success", run.value, duration=run.finished - run.started)
@@ -426,7 +425,7 @@ _STATUSES = ("healthy", "degraded", "unhealthy")
 def _checked_function(what: str, function: object) -> Callable[[], Any]:
     if not callable(function):
         raise TypeError(
-            f"otel_pipeline: {what} must be a function, got {type(function).__name__} {function!r}"
+            f"otel_pipeline: {what} must be a function, got {type(function).__name__} {safe_repr(function)}"
         )
     return function
 
@@ -455,8 +454,9 @@ def register_health_check(
     check_name("health check name", name)
     function = _checked_function("function", function)
     probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl))
+    check_flag("critical", critical)
     with _REGISTRY_LOCK:
-        _CHECKS[name] = _Check(probe, bool(critical))
+        _CHECKS[name] = _Check(probe, critical)
 
 
 def unregister_health_check(name: str) -> None:
@@ -478,7 +478,7 @@ def _check_status(outcome: Outcome) -> tuple[str, dict[str, Any]]:
         return value, {}
     if isinstance(value, Mapping) and value.get("status") in _STATUSES:
         return str(value["status"]), {str(k): v for k, v in value.items() if k != "status"}
-    return "unhealthy", {"error": f"unexpected result {value!r}"}
+    return "unhealthy", {"error": f"unexpected result {safe_repr(value)}"}
 
 
 def _check_components() -> list[tuple[str, str, dict[str, Any]]]:
@@ -529,7 +529,7 @@ def register_collector(
     if not isinstance(available, bool) and not callable(available):
         raise TypeError(
             "otel_pipeline: available must be a bool or a function, "
-            f"got {type(available).__name__} {available!r}"
+            f"got {type(available).__name__} {safe_repr(available)}"
         )
     function = _checked_function("function", function)
     probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl), available)

@@ -35,6 +35,7 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope, error_type
+from otel_pipeline._internal.validation import safe_repr
 
 __all__ = ["ASGIMiddleware", "HttpClient", "HttpRequest", "WSGIMiddleware", "http_client"]
 
@@ -203,10 +204,64 @@ def _start(
         return None
 
 
+def _text(value: object, default: str) -> str:
+    """A WSGI environ or ASGI scope value as text; ``default`` when absent or not text."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1")
+    return default
+
+
+def _status_code(status: object, *, line: bool = False) -> int | None:
+    """The code of a status (``200``), or of a WSGI status ``line`` (``"200 OK"``); None if not one.
+
+    Anything but a three-digit code is recorded without a status (logged once): a malformed status
+    is for the server to refuse, never a reason for the instrumentation to raise.
+
+    >>> _status_code("404 Not Found", line=True), _status_code(204), _status_code("204"), _status_code(1000)
+    (404, 204, None, None)
+    """
+    code: int | None = None
+    if line and isinstance(status, str):
+        head = status.split(" ", 1)[0]
+        if len(head) == 3 and head.isascii() and head.isdigit():
+            code = int(head)
+    elif isinstance(status, int) and not isinstance(status, bool):
+        code = int(status)
+    if code is not None and 100 <= code <= 999:
+        return code
+    warn_once(
+        "http:status",
+        "HTTP response status %s is not a status code (100 to 999); recorded without it",
+        safe_repr(status),
+    )
+    return None
+
+
+def _asgi_headers(raw: object) -> dict[str, str]:
+    """ASGI ``scope["headers"]`` (``(bytes, bytes)`` pairs) as a dict; malformed pairs are skipped."""
+    headers: dict[str, str] = {}
+    try:
+        for pair in raw or ():  # type: ignore[attr-defined]
+            key, value = pair
+            if isinstance(key, (bytes, bytearray)) and isinstance(value, (bytes, bytearray)):
+                headers[bytes(key).decode("latin-1").lower()] = bytes(value).decode("latin-1")
+            else:
+                raise TypeError("not a (bytes, bytes) pair")
+    except Exception:  # the trace context is read from the pairs before it; the app runs regardless
+        warn_once(
+            "http:headers",
+            "ASGI scope headers %s are not (bytes, bytes) pairs; the rest are ignored",
+            safe_repr(raw),
+        )
+    return headers
+
+
 class _EnvironGetter(Getter[dict[str, Any]]):
     def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
         value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
-        return None if value is None else [value]
+        return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: dict[str, Any]) -> list[str]:
         return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
@@ -249,11 +304,11 @@ class WSGIMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve one request through the wrapped application."""
-        protocol = str(environ.get("SERVER_PROTOCOL", ""))
+        protocol = _text(environ.get("SERVER_PROTOCOL"), "")
         request = _start(
-            str(environ.get("REQUEST_METHOD", "GET")),
-            str(environ.get("wsgi.url_scheme", "http")),
-            str(environ.get("PATH_INFO", "")) or "/",
+            _text(environ.get("REQUEST_METHOD"), "GET"),
+            _text(environ.get("wsgi.url_scheme"), "http"),
+            _text(environ.get("PATH_INFO"), "") or "/",
             protocol.partition("/")[2] if protocol.startswith("HTTP/") else "",
             environ,
             _ENVIRON_GETTER,
@@ -263,10 +318,9 @@ class WSGIMiddleware:
             return self.app(environ, start_response)
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            try:
-                request.status = int(status.split(" ", 1)[0])
-            except ValueError:
-                request.status = None
+            request.status = _status_code(
+                status, line=True
+            )  # a malformed status is the server's to refuse, not ours
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         try:
@@ -320,7 +374,15 @@ def _resolve(route: RouteResolver | None, request: Any) -> str | None:
     """The route template from the resolver, or (ASGI) from the framework's matched route."""
     try:
         if route is not None:
-            return route(request)
+            resolved = route(request)
+            if resolved is None or isinstance(resolved, str):
+                return resolved
+            warn_once(
+                "http:route-value",
+                "the HTTP route resolver returned %s, not a str; ignored",
+                safe_repr(resolved),
+            )
+            return None
         matched = request.get("route") if isinstance(request, dict) else None
         if isinstance(matched, str):
             return _without_converters(matched)
@@ -366,19 +428,19 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection through the wrapped application."""
-        if scope.get("type") != "http":
+        try:
+            http = scope.get("type") == "http"
+        except Exception:  # not a mapping: not ours to judge, the app gets it as it is
+            http = False
+        if not http:
             await self.app(scope, receive, send)
             return
-        headers = {
-            bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
-            for k, v in scope.get("headers") or ()
-        }
         request = _start(
-            str(scope.get("method", "GET")),
-            str(scope.get("scheme", "http")),
-            str(scope.get("path", "")) or "/",
-            str(scope.get("http_version", "")),
-            headers,
+            _text(scope.get("method"), "GET"),
+            _text(scope.get("scheme"), "http"),
+            _text(scope.get("path"), "") or "/",
+            _text(scope.get("http_version"), ""),
+            _asgi_headers(scope.get("headers")),
             _DICT_GETTER,
             self.known_methods,
         )
@@ -387,8 +449,13 @@ class ASGIMiddleware:
             return
 
         async def recording_send(message: MutableMapping[str, Any]) -> None:
-            if message.get("type") == "http.response.start":
-                request.status = int(message.get("status", 200))
+            try:
+                if message.get("type") == "http.response.start":
+                    request.status = _status_code(message.get("status", 200))
+            except Exception:  # a malformed message is the server's to refuse, not ours
+                warn_once(
+                    "http:message", "ASGI message %s is not a mapping; not recorded", safe_repr(message)
+                )
             await send(message)
 
         try:
@@ -437,21 +504,29 @@ class _ClientCall(Operation):
         known: frozenset[str],
         factory: Callable[[], Any],
     ) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:  # e.g. "http://[::1": recorded without an address; the caller's client will say
+            warn_once(
+                "http:url",
+                "http_client %r: URL %s cannot be parsed; recorded without it",
+                peer,
+                safe_repr(url),
+            )
+            parts, hostname = urlsplit(""), None
         scheme = parts.scheme.lower()
         try:
             port = parts.port or _DEFAULT_PORTS.get(scheme)
         except ValueError:
             port = None
         attributes: dict[str, Any] = {METHOD: method if method in known else "_OTHER"}
-        attributes["server.address"] = parts.hostname or ""
+        attributes["server.address"] = hostname or ""
         if port is not None:
             attributes["server.port"] = port
         span_attributes = {**attributes, "peer.service": peer}
-        if parts.hostname:
-            netloc = (
-                parts.hostname if port is None or parts.port is None else f"{parts.hostname}:{parts.port}"
-            )
+        if hostname:
+            netloc = hostname if port is None or parts.port is None else f"{hostname}:{parts.port}"
             # Without credentials, query or fragment: those may carry secrets.
             span_attributes["url.full"] = parts._replace(netloc=netloc, query="", fragment="").geturl()
         name = "HTTP" if attributes[METHOD] == "_OTHER" else attributes[METHOD]
@@ -467,12 +542,10 @@ class _ClientCall(Operation):
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
         request: HttpRequest | None = timed.extra
-        status = None if request is None else request.status_code
+        status = None if request is None or request.status_code is None else _status_code(request.status_code)
         attributes = dict(self._attributes)
-        if isinstance(status, int) and not isinstance(status, bool):
+        if status is not None:
             attributes[STATUS] = status
-        else:
-            status = None
         failed = error_type(exc_type)
         if failed is None and status is not None and status >= 400:
             failed = str(status)
@@ -522,7 +595,7 @@ class HttpClient(Hook):
         """
         check_name("method", method)
         if not isinstance(url, str):
-            raise TypeError(f"otel_pipeline: url must be a str, got {type(url).__name__} {url!r}")
+            raise TypeError(f"otel_pipeline: url must be a str, got {type(url).__name__} {safe_repr(url)}")
         bound = self._current()
         factory = lambda: self.request(method, url)  # noqa: E731
         if bound is None:

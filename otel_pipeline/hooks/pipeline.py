@@ -40,6 +40,7 @@ from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
+from otel_pipeline._internal.validation import is_amount, safe_repr
 
 __all__ = [
     "ActiveStage",
@@ -478,7 +479,7 @@ def pipeline(name: str, *, summary_path: str | Path | None = None) -> Scope[Run]
     if summary_path is not None and not isinstance(summary_path, (str, Path)):
         raise TypeError(
             f"otel_pipeline: summary_path must be a str or pathlib.Path, got {type(summary_path).__name__} "
-            f"{summary_path!r}"
+            f"{safe_repr(summary_path)}"
         )
     path = None if summary_path is None else Path(summary_path)
     scope: Scope[Run] = get_hook(PipelineHook, name).run(path)
@@ -572,5 +573,12 @@ def _count(owner: Stage, current: StageRun, result: Any, args: tuple[Any, ...]) 
             f"count:{type(owner).__qualname__}", "otel_pipeline: %s.count_items failed", type(owner).__name__
         )
         return
-    if isinstance(count, (int, float)) and not isinstance(count, bool) and count >= 0:
+    if is_amount(count):
         current.processed(count)
+    else:
+        warn_once(
+            f"count-value:{type(owner).__qualname__}",
+            "stage %r: count_items() returned %s, not a number >= 0 (at most 2**53); not counted",
+            owner.name,
+            safe_repr(count),
+        )

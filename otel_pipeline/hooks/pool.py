@@ -27,6 +27,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import observed, safe_repr
 
 __all__ = ["ConnectionPool", "connection_pool"]
 
@@ -243,13 +244,11 @@ class ConnectionPool(Hook):
             return fallback
         try:
             value = function()
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"observe({key}=...) returned {value!r}, not a number")
-            return value
         except Exception:
             warn_once(f"pool:{self.name}:{key}", "connection pool %r: observe(%s=...) failed", self.name, key)
             logger.debug("observe failure", exc_info=True)
             return None
+        return observed("connection pool", self.name, f"observe({key}=...)", value)  # a count >= 0
 
 
 def connection_pool(name: str, max_size: int | None = None) -> ConnectionPool:
@@ -262,7 +261,9 @@ def connection_pool(name: str, max_size: int | None = None) -> ConnectionPool:
     if max_size is not None:
         check_count("max_size", max_size)
         if not isinstance(max_size, int) or max_size < 1:
-            raise ValueError(f"otel_pipeline: max_size={max_size!r} is not valid; use an integer >= 1")
+            raise ValueError(
+                f"otel_pipeline: max_size={safe_repr(max_size)} is not valid; use an integer >= 1"
+            )
     hook = get_hook(ConnectionPool, name)
     if max_size is not None:
         hook.max_size = max_size

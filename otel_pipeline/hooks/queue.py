@@ -35,6 +35,7 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import check_flag, countable, safe_repr
 from otel_pipeline.hooks.events import check_id
 
 __all__ = ["Queue", "queue"]
@@ -414,6 +415,7 @@ class Queue(Hook):
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
         """Count ``count`` jobs given another attempt; ``requeued``: put back on the queue (depth +count)."""
         check_count("count", count)
+        check_flag("requeued", requeued)
         state = self._current()
         if state is not None:
             state.retried.add(count)
@@ -502,7 +504,10 @@ def queue(name: str, *, capacity: float | None = None) -> Queue:
     >>> op.queue("emails") is op.queue("emails", capacity=1000)
     True
     """
-    hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
+    try:
+        hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
+    except Exception:  # an unhashable name: get_hook raises the TypeError that names it
+        hook = get_hook(Queue, name)
     if capacity is not None:
         hook.set_capacity(capacity)
     return hook
@@ -517,7 +522,8 @@ def _priority(priority: object) -> str | None:
         return None
     if isinstance(priority, bool) or not isinstance(priority, (str, int)):
         raise TypeError(
-            f"otel_pipeline: priority must be a str or an int, got {type(priority).__name__} {priority!r}"
+            "otel_pipeline: priority must be a str or an int, got "
+            f"{type(priority).__name__} {safe_repr(priority)}"
         )
     return check_name("priority", str(priority))
 
@@ -535,7 +541,7 @@ def _observer(what: str, function: object) -> Callable[[], float | None] | None:
     if function is not None and not callable(function):
         raise TypeError(
             f"otel_pipeline: {what}() needs a function returning a number (or None), got "
-            f"{type(function).__name__} {function!r}"
+            f"{type(function).__name__} {safe_repr(function)}"
         )
     return function
 
@@ -573,13 +579,13 @@ def _read(
         return None
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    if not countable(value):  # finite, >= 0, within int64
         warn_once(
             f"queue-observe:{hook.name}:{what}",
-            "otel_pipeline: queue %r: the %s function returned %r, not a number >= 0; skipped",
+            "otel_pipeline: queue %r: the %s function returned %s, not a number >= 0; skipped",
             hook.name,
             what,
-            value,
+            safe_repr(value),
         )
         return None
     return value

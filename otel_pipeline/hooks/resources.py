@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import Observed
 from otel_pipeline._internal.runtime import Pipeline, current
 from otel_pipeline._internal.spec import Kind, MetricSpec
+from otel_pipeline._internal.validation import check_seconds, observed, safe_repr
 
 __all__ = ["ProcessSource", "PsutilSource", "ResourceMonitor", "ResourceSample", "monitor_resources"]
 
@@ -223,7 +225,7 @@ class ResourceMonitor:
     def sample(self) -> ResourceSample | None:
         """Read the source now and keep the result (and the peaks); None if reading failed."""
         try:
-            sample = self.source.sample()
+            sample = _valid_sample(self.source.sample())
         except Exception:
             warn_once("resources:sample", "otel_pipeline: sampling process resources failed; sample skipped")
             logger.debug("resource sample failure", exc_info=True)
@@ -282,6 +284,17 @@ class ResourceMonitor:
         return found
 
 
+def _valid_sample(sample: ResourceSample) -> ResourceSample:
+    """``sample`` with each field that is not a finite number >= 0 dropped (None), warned once."""
+    values = {field.name: getattr(sample, field.name) for field in dataclasses.fields(ResourceSample)}
+    bad = {
+        name: None
+        for name, value in values.items()
+        if value is not None and observed("resources", "process", name, value) is None
+    }
+    return dataclasses.replace(sample, **bad) if bad else sample
+
+
 _MONITOR: ResourceMonitor | None = None
 _MONITOR_LOCK = threading.Lock()
 
@@ -317,13 +330,14 @@ def monitor_resources(interval: float = 5.0, *, source: ProcessSource | None = N
     global _MONITOR
     if isinstance(interval, bool) or not isinstance(interval, (int, float)):
         raise TypeError(
-            f"otel_pipeline: interval must be a number of seconds, got {type(interval).__name__} {interval!r}"
+            f"otel_pipeline: interval must be a number of seconds, got {type(interval).__name__} "
+            f"{safe_repr(interval)}"
         )
-    if not interval > 0 or interval == float("inf"):
-        raise ValueError(f"otel_pipeline: interval={interval!r} is not valid; use a number of seconds > 0")
+    check_seconds("interval", interval)
     if source is not None and not callable(getattr(source, "sample", None)):
         raise TypeError(
-            f"otel_pipeline: source must have a sample() method returning a ResourceSample, got {source!r}"
+            "otel_pipeline: source must have a sample() method returning a ResourceSample, got "
+            f"{safe_repr(source)}"
         )
     pipeline = current()
     with _MONITOR_LOCK:

@@ -28,6 +28,7 @@ from typing import Any
 
 from otel_pipeline._internal.errors import never_raises
 from otel_pipeline._internal.hook import check_name, get_hook
+from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.hooks.queue import Queue
 
 __all__ = ["instrument_queue", "uninstrument_queue"]
@@ -120,7 +121,7 @@ def _check_queue(what: str, q: object) -> None:
     if not isinstance(q, (stdlib_queue.Queue, asyncio.Queue)):
         raise TypeError(
             f"otel_pipeline: {what}() takes a queue.Queue or an asyncio.Queue (or a subclass), "
-            f"got {type(q).__name__} {q!r}"
+            f"got {type(q).__name__} {safe_repr(q)}"
         )
 
 
@@ -149,7 +150,8 @@ def instrument_queue(q: AnyQueue, name: str) -> Queue:
         if existing.hook.name == name:
             return existing.hook
         raise ValueError(
-            f"otel_pipeline: this queue is already instrumented as {existing.hook.name!r}, not {name!r}; "
+            f"otel_pipeline: this queue is already instrumented as {safe_repr(existing.hook.name)}, "
+            f"not {safe_repr(name)}; "
             "call uninstrument_queue() on it first"
         )
     hook = get_hook(Queue, name)
