@@ -392,7 +392,7 @@ def _banner(pipeline: op.Pipeline, until: str) -> list[str]:
     pushed = [f"sent over OTLP to {config.resolved_otlp_endpoint}"] if config.exports("otlp") else []
     pushed += [f"pushed to the Pushgateway {config.pushgateway_url}"] if config.exports("pushgateway") else []
     pushed += [f"remote-written to {config.remote_write_url}"] if config.exports("remote_write") else []
-    pushed += ["printed here (console exporter)"] if config.exports("console") else []
+    pushed += ["printed here with the spans (console exporter)"] if config.exports("console") else []
     every = f" every {config.export_interval:g} s" if pushed else ""
     if pipeline.server is not None:
         base = pipeline.server.url

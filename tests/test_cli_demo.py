@@ -340,13 +340,19 @@ def test_the_banner_names_every_endpoint() -> None:
     ("exporter", "line"),
     [
         ("none", "metrics kept in the process (exporter 'none'), the run summary at the end"),
-        ("console", "metrics (every 5 s) and spans printed here (console exporter)"),
+        ("console", "metrics printed here with the spans (console exporter) every 5 s"),
     ],
 )
 def test_the_banner_says_where_metrics_go_without_a_server(exporter: str, line: str) -> None:
     printed = banner(exporter=exporter)
     assert printed[0] == f"otel-pipeline demo: {line}, running for 0.2 s"
     assert not any("/health" in text for text in printed)
+
+
+def test_the_banner_says_where_pushes_go_beside_the_server() -> None:
+    (first, _, third) = banner(port=0, exporter="prometheus,console")
+    assert first.startswith("otel-pipeline demo: metrics at http://127.0.0.1:")
+    assert third == "  and metrics printed here with the spans (console exporter) every 5 s"
 
 
 def test_the_summary_file_has_the_usual_mode(tmp_path: Path) -> None:
