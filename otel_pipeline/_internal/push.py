@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -115,11 +116,13 @@ class PushExporter(MetricExporter):
         self._closed = False
         self._lock = threading.Lock()
 
+    @abstractmethod
     def _encode(self, metrics_data: MetricsData) -> bytes:
-        raise NotImplementedError
+        """The request body for ``metrics_data``."""
 
+    @abstractmethod
     def _send(self, body: bytes, timeout: float) -> None:
-        raise NotImplementedError
+        """One attempt, within ``timeout`` seconds; raises on failure."""
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
