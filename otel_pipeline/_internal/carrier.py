@@ -37,6 +37,7 @@ from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.spans import (
     NO_SPAN,
     SPAN_KEY,
+    ContextScope,
     HookTracer,
     current_context,
     restore_context,
@@ -45,12 +46,12 @@ from otel_pipeline._internal.spans import (
 from otel_pipeline._internal.timed import Noop, Operation, Timed
 
 __all__ = [
+    "Batch",
     "Continued",
     "NoopContinued",
     "check_carrier",
     "check_carriers",
     "decorate_calls",
-    "extract",
     "inject",
     "publish",
     "span_context",
@@ -62,6 +63,8 @@ _TRACEPARENT = TraceContextTextMapPropagator._TRACEPARENT_HEADER_FORMAT_RE
 _TRACEPARENT_MAX = TraceContextTextMapPropagator._TRACEPARENT_MAXIMUM_LENGTH
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
+#: Trace flags by their two hex digits in a traceparent (one object each, made once).
+_FLAGS = {f"{value:02x}": TraceFlags(value) for value in range(256)}
 
 
 class _Propagation:
@@ -163,11 +166,35 @@ def check_carriers(carriers: object) -> Sequence[object]:
     return carriers
 
 
-def _parse(header: str) -> SpanContext | None:
-    """A ``traceparent`` value's span context, accepted exactly as the SDK's propagator does."""
+class _Remote(NonRecordingSpan):
+    """The producer's span read from a ``traceparent``: its SpanContext is built only if asked for.
+
+    Under an unsampled producer nothing usually asks (no span is started, nothing propagated
+    further), so the ids are kept as the hex digits they arrived as.
+    """
+
+    def __init__(self, trace_id: str, span_id: str, flags: TraceFlags) -> None:  # no super(): lazy
+        self._ids = (trace_id, span_id, flags)
+        self._context: SpanContext | None = None  # type: ignore[assignment]
+        self.sampled = bool(flags & 1)
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            trace_id, span_id, flags = self._ids
+            # Parsed ids are valid by construction: skip SpanContext's validating __new__.
+            context = tuple.__new__(
+                SpanContext, (int(trace_id, 16), int(span_id, 16), True, flags, DEFAULT_TRACE_STATE, True)
+            )
+            self._context = context
+        return context
+
+
+def _parse(header: str) -> _Remote | None:
+    """A ``traceparent`` value's span, accepted exactly as the SDK's propagator does."""
     if len(header) > _TRACEPARENT_MAX:
         return None
-    match = _TRACEPARENT.search(header)
+    match = _TRACEPARENT.match(header)  # anchored: the same as the SDK's search()
     if match is None:
         return None
     version, trace_id, span_id, flags, rest = match.groups()
@@ -178,55 +205,46 @@ def _parse(header: str) -> SpanContext | None:
         or (version == "00" and rest)
     ):
         return None
-    # Parsed ids are valid by construction: skip SpanContext's validating __new__.
-    return tuple.__new__(
-        SpanContext,
-        (int(trace_id, 16), int(span_id, 16), True, TraceFlags(int(flags, 16)), DEFAULT_TRACE_STATE, True),
-    )
+    return _Remote(trace_id, span_id, _FLAGS[flags])
 
 
-def _read(carrier: object, context: Context) -> tuple[SpanContext | None, Context]:
-    """The carrier's span context (None when it carries no valid one), and ``context`` with it in."""
+def _read(carrier: object, context: Context) -> tuple[Any, Context]:
+    """The carrier's span (None when it carries no valid span context), and ``context`` with it in."""
     try:
-        if not isinstance(carrier, Mapping):
+        if type(carrier) is not dict and not isinstance(carrier, Mapping):
             warn_once(
                 "carrier:type",
                 "a carrier that is not a mapping (%s) was ignored: no trace context to continue",
                 type(carrier).__name__,
             )
             return None, context
-        if _propagation().direct:
+        textmap = propagate.get_global_textmap()
+        if (_checked if _checked.textmap is textmap else _propagation()).direct:
             header = carrier.get("traceparent")
             if type(header) is str and (
                 len(carrier) == 1 or ("tracestate" not in carrier and "baggage" not in carrier)
             ):
-                found = _parse(header)
-                if found is None:
+                remote = _parse(header)
+                if remote is None:
                     return None, context
-                return found, Context({**context, SPAN_KEY: NonRecordingSpan(found)})
+                return remote, Context({**context, SPAN_KEY: remote})
             if header is None and "baggage" not in carrier:
                 return None, context
         extracted = propagate.extract(carrier, context=context)
         span: Any = extracted.get(SPAN_KEY)
-        if span is None or span is context.get(SPAN_KEY):
+        if span is None or span is context.get(SPAN_KEY) or not span.get_span_context().is_valid:
             return None, extracted
-        found = span.get_span_context()
-        return (found if found.is_valid else None), extracted
+        return span, extracted
     except Exception:
         warn_once("carrier:read", "a carrier could not be read; it was ignored")
         logger.debug("carrier extract failure", exc_info=True)
         return None, context
 
 
-def extract(carrier: object) -> Context | None:
-    """The current context continued from ``carrier``'s span context; None when it has none."""
-    found, context = _read(carrier, current_context())
-    return None if found is None else context
-
-
 def span_context(carrier: object) -> SpanContext | None:
     """``carrier``'s span context, or None when it has no valid one (or is not a mapping)."""
-    return _read(carrier, Context())[0]
+    span = _read(carrier, Context())[0]
+    return None if span is None else span.get_span_context()
 
 
 #: The span of the item the last get() of an instrumented queue handed out in this thread or
@@ -252,35 +270,58 @@ def taken(owner: object) -> SpanContext | None:
     return context if context.is_valid else None
 
 
+class _ChildScope:
+    """A sampled child of a job's context: ending it ends the span, then restores the context."""
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope: Any, token: object) -> None:
+        self._scope = scope
+        self._token = token
+
+    @property
+    def span(self) -> Any:
+        return self._scope.span
+
+    def end(self, error: BaseException | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._scope.end(error, attributes)
+        finally:
+            restore_context(self._token)
+
+
 class Continued(Timed):
-    """A timed call whose span continues jobs' traces: a child of one job's context, or links.
+    """A timed call whose span continues a job's trace: a child of its context, or a link to it.
 
     ``sources`` are carriers (mappings, read when the call starts) or span contexts already read
-    (an in-process queue's item). With ``link`` false, the first valid one is the parent and is
-    made current for the block (an unsampled one too: spans inside stay unsampled); with ``link``
-    true, the span links to every valid one, its own parent being what is current. A source
-    without a valid context is ignored: the span is what it would be without it. ``jobs`` is the
-    number of jobs the call processes (a batch: the operation begins and ends once per job).
+    (an in-process queue's item). With ``link`` false, the first is the parent and is made
+    current for the block (an unsampled one too, without a span of ours: spans inside stay
+    unsampled); with ``link`` true, the span links to every valid one, its own parent being what
+    is current. A source without a valid context is ignored: the span is what it would be
+    without it. ``decorating`` is ``(maker, arguments)``: ``maker(*arguments)`` returns what
+    makes the context manager of one decorated call from that call's arguments (built only when
+    decorating: most calls are ``with`` blocks, and this keeps their construction cheap).
     """
 
-    __slots__ = ("_factory", "_jobs", "_link", "_sources", "_token")
+    __slots__ = ("_decorating", "_link", "_sources")
+    #: How many jobs the call processes (a batch: the operation begins and ends once per job).
+    _jobs = 1
 
     def __init__(
         self,
         op: Operation,
         sources: Sequence[object],
-        *,
-        link: bool,
-        jobs: int = 1,
-        factory: Callable[..., Any] | None = None,
+        link: bool = False,
+        decorating: tuple[Callable[..., Callable[..., Any]], tuple[Any, ...]] | None = None,
     ) -> None:
-        Timed.__init__(self, op)
+        # Timed.__init__, inline (this runs once per job).
+        self._op = op
+        self._scope = NO_SPAN
+        self.extra = None
+        self.span_attributes = None
         self._sources = sources
         self._link = link
-        self._jobs = jobs
-        self._token: object = None
-        #: Makes the context manager of one decorated call (see :meth:`__call__`).
-        self._factory = factory
+        self._decorating = decorating
 
     def __enter__(self) -> Any:
         op = self._op
@@ -293,45 +334,76 @@ class Continued(Timed):
                     ]
                     self._scope = tracer.start(op.span_name, op.span_attributes, op.span_kind, links)
                 else:
-                    context = _parent_of(self._sources)
-                    if context is not None:
-                        self._token = use_context(context)
-                    if tracer.roots or current_context().get(SPAN_KEY) is not None:
-                        self._scope = tracer.start(op.span_name, op.span_attributes, op.span_kind)
-            for _ in range(self._jobs):
+                    self._scope = self._continue(tracer, op)
+            if self._jobs == 1:
                 op.begin()
+            else:
+                for _ in range(self._jobs):
+                    op.begin()
         except Exception:
             warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)
             logger.debug("begin failure", exc_info=True)
         self._start = perf_counter()
         return op.result(self) if op._binds_result else self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        jobs = self._jobs
-        if jobs == 1:
-            Timed.__exit__(self, exc_type, exc, tb)
+    def _continue(self, tracer: HookTracer, op: Operation) -> Any:
+        """The scope of a child of the job's context (that context made current), or as without one."""
+        source = self._sources[0]
+        if type(source) is SpanContext:  # an in-process queue's item
+            span: Any = NonRecordingSpan(source)
+            sampled = source.trace_flags.sampled
+            context = Context({**current_context(), SPAN_KEY: span})
         else:
-            duration = perf_counter() - self._start
-            op = self._op
-            try:
-                try:
-                    for _ in range(jobs):
-                        op.end(duration, exc_type, self)
-                finally:
-                    if self._scope is not NO_SPAN:
-                        self._scope.end(exc, self.span_attributes)
-            except Exception:
-                warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
-                logger.debug("end failure", exc_info=True)
-        token, self._token = self._token, None
-        if token is not None:
-            restore_context(token)
+            span, context = _read(source, current_context())
+            if span is None:  # nothing to continue
+                if tracer.roots or current_context().get(SPAN_KEY) is not None:
+                    return tracer.start(op.span_name, op.span_attributes, op.span_kind)
+                return NO_SPAN
+            sampled = span.sampled if type(span) is _Remote else span.get_span_context().trace_flags.sampled
+        token = use_context(context)
+        if sampled:  # parent-based: the SDK's child of the job's span
+            return _ChildScope(tracer.start(op.span_name, op.span_attributes, op.span_kind), token)
+        return ContextScope(span, token)  # unsampled: no span, the job's context stays current
 
     def __call__(self, function: Any) -> Any:
         """Decorate a function or coroutine function; a carrier function reads each call's carrier."""
-        return decorate_calls(function, self._factory or _ignoring_arguments(self._op.factory))
+        decorating = self._decorating
+        if decorating is None:
+            return decorate_calls(function, _ignoring_arguments(self._op.factory))
+        maker, arguments = decorating
+        return decorate_calls(function, maker(*arguments))
+
+
+class Batch(Continued):
+    """A batch of ``jobs`` jobs processed together: one span linked to each, the jobs counted."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(
+        self,
+        op: Operation,
+        sources: Sequence[object],
+        jobs: int,
+        decorating: tuple[Callable[..., Callable[..., Any]], tuple[Any, ...]] | None = None,
+    ) -> None:
+        Continued.__init__(self, op, sources, True, decorating)
+        self._jobs = jobs
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        duration = perf_counter() - self._start
+        op = self._op
+        try:
+            try:
+                for _ in range(self._jobs):
+                    op.end(duration, exc_type, self)
+            finally:
+                if self._scope is not NO_SPAN:
+                    self._scope.end(exc, self.span_attributes)
+        except Exception:
+            warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
+            logger.debug("end failure", exc_info=True)
 
 
 class NoopContinued(Noop):
@@ -367,17 +439,6 @@ def _ignoring_arguments(factory: Callable[[], Any]) -> Callable[..., Any]:
 
 
 def _span_context_of(source: object) -> SpanContext | None:
-    if isinstance(source, SpanContext):
+    if type(source) is SpanContext:
         return source
     return span_context(source)
-
-
-def _parent_of(sources: Sequence[object]) -> Context | None:
-    """The current context with the first valid source's span context as the current span."""
-    for source in sources:
-        if isinstance(source, SpanContext):
-            return Context({**current_context(), SPAN_KEY: NonRecordingSpan(source)})
-        context = extract(source)
-        if context is not None:
-            return context
-    return None

@@ -31,6 +31,7 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 __all__ = [
     "NO_SPAN",
     "SPAN_KEY",
+    "ContextScope",
     "HookTracer",
     "PresetIdGenerator",
     "SpanScope",
@@ -194,6 +195,8 @@ class _NoSpan:
 
 
 NO_SPAN: Any = _NoSpan()
+#: A context made current with no span of ours (e.g. a job's unsampled parent): ``end()`` restores.
+ContextScope = _UnsampledScope
 
 
 class HookTracer:

@@ -30,7 +30,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from otel_pipeline._internal import carrier as carriers_module
-from otel_pipeline._internal.carrier import Continued, NoopContinued, publish, taken
+from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of
@@ -522,7 +522,7 @@ class Queue(Hook):
         if enqueued_at is not None:
             lane.wait_time.record(_waited(enqueued_at))
         if self._carries_items and (item := taken(self)) is not None:
-            timed: Timed = Continued(lane.processing, (item,), link=link)
+            timed: Timed = Continued(lane.processing, (item,), link)
         else:
             timed = Timed(lane.processing)
         if job_id is not None:
@@ -541,13 +541,19 @@ class Queue(Hook):
         link: bool,
     ) -> TimedScope:
         """processing() given a job type or carriers (kept off the plain call's path)."""
-        _check_options(job_type, carrier, carriers)
-        key = _priority(priority)
+        if job_type is not None:
+            check_name("job_type", job_type)
+        if carriers is not None:
+            _check_carriers(carrier, carriers)
+        key = None if priority is None else _priority(priority)
         job = None if job_id is None else check_id("job_id", job_id)
-        wait = _waited(enqueued_at)
+        wait = None if enqueued_at is None else _waited(enqueued_at)
         if state is None:
             return NoopContinued(_factory(self, key, job_type, carrier, carriers, link))
-        lane = state.lane(self, key) if job_type is None else state.typed_lane(self, key, job_type)
+        if job_type is None:
+            lane = state.lanes.get(key) or state.lane(self, key)
+        else:
+            lane = state.typed_lane(self, key, job_type)
         if wait is not None:
             lane.wait_time.record(wait)
         item = taken(self) if self._carries_items else None
@@ -555,7 +561,7 @@ class Queue(Hook):
         if carrier is not None or carriers is not None:  # an explicit carrier wins over the item's
             timed = _continued(self, lane, carrier, carriers, link)
         elif item is not None:
-            timed = Continued(lane.processing, (item,), link=link)
+            timed = Continued(lane.processing, (item,), link)
         else:
             timed = Timed(lane.processing)
         if job is not None:
@@ -743,15 +749,13 @@ def _messaging(hook: Queue, operation: str) -> dict[str, Any]:
     return attributes
 
 
-def _check_options(job_type: object, carrier: object, carriers: object) -> None:
-    """processing()'s job_type, carrier and carriers: wrong types raise at the call."""
-    if job_type is not None:
-        check_name("job_type", job_type)
-    if carrier is not None and carriers is not None:
+def _check_carriers(carrier: object, carriers: object) -> None:
+    """processing()'s carriers (given): a list or tuple, or a function; never with a carrier."""
+    if carrier is not None:
         raise ValueError(
             "otel_pipeline: processing() takes carrier= (one job) or carriers= (a batch), not both"
         )
-    if carriers is not None and not callable(carriers):
+    if not callable(carriers):
         carriers_module.check_carriers(carriers)
 
 
@@ -788,12 +792,12 @@ def _factory(
 
 def _continued(hook: Queue, lane: _Lane, carrier: Any, carriers: Any, link: bool) -> Continued:
     """The timer of a job (or batch) whose producer's trace the carrier(s) continue."""
-    factory = _factory(hook, lane.priority, lane.job_type, carrier, carriers, link)
+    decorating = (_factory, (hook, lane.priority, lane.job_type, carrier, carriers, link))
     if carriers is None:
-        return Continued(lane.processing, (carrier,), link=link, factory=factory)
+        return Continued(lane.processing, (carrier,), link, decorating)
     if callable(carriers):  # read only in decorator form
-        return Continued(lane.processing, (carriers,), link=True, factory=factory)
-    return Continued(lane.processing, carriers, link=True, jobs=len(carriers), factory=factory)
+        return Continued(lane.processing, (carriers,), True, decorating)
+    return Batch(lane.processing, carriers, len(carriers), decorating)
 
 
 def _observer(what: str, function: object) -> Callable[[], float | None] | None:
