@@ -296,8 +296,8 @@ class Continued(Timed):
     ``sources`` are carriers (mappings, read when the call starts) or span contexts already read
     (an in-process queue's item). With ``link`` false, the first is the parent and is made
     current for the block (an unsampled one too, without a span of ours: spans inside stay
-    unsampled); with ``link`` true, the span links to every valid one, its own parent being what
-    is current. A source without a valid context is ignored: the span is what it would be
+    unsampled); with ``link`` true (a batch), the span links to every valid one, its own parent
+    being what is current. A source without a valid context is ignored: the span is what it would be
     without it. ``decorating`` is ``(maker, arguments)``: ``maker(*arguments)`` returns what
     makes the context manager of one decorated call from that call's arguments (built only when
     decorating: most calls are ``with`` blocks, and this keeps their construction cheap).
@@ -332,7 +332,7 @@ class Continued(Timed):
                     links = [
                         Link(found) for found in map(_span_context_of, self._sources) if found is not None
                     ]
-                    self._scope = tracer.start(op.span_name, op.span_attributes, op.span_kind, links)
+                    self._scope = tracer.start(op.span_name, op.span_attributes, None, links)
                 else:
                     self._scope = self._continue(tracer, op)
             if self._jobs == 1:
@@ -357,12 +357,12 @@ class Continued(Timed):
             span, context = _read(source, current_context())
             if span is None:  # nothing to continue
                 if tracer.roots or current_context().get(SPAN_KEY) is not None:
-                    return tracer.start(op.span_name, op.span_attributes, op.span_kind)
+                    return tracer.start(op.span_name, op.span_attributes)
                 return NO_SPAN
             sampled = span.sampled if type(span) is _Remote else span.get_span_context().trace_flags.sampled
         token = use_context(context)
         if sampled:  # parent-based: the SDK's child of the job's span
-            return _ChildScope(tracer.start(op.span_name, op.span_attributes, op.span_kind), token)
+            return _ChildScope(tracer.start(op.span_name, op.span_attributes), token)
         return ContextScope(span, token)  # unsampled: no span, the job's context stays current
 
     def __call__(self, function: Any) -> Any:

@@ -14,6 +14,7 @@ Parent-based ratio sampling, kept exactly:
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 from collections.abc import Mapping, Sequence
@@ -202,6 +203,9 @@ ContextScope = _UnsampledScope
 class HookTracer:
     """Starts the hooks' spans on one tracer provider, sampling cheaply (see module docs)."""
 
+    #: The kind of the spans :meth:`start` makes when not told otherwise (see :meth:`of_kind`).
+    kind = SpanKind.INTERNAL
+
     def __init__(self, tracer: trace.Tracer | None, rate: float, ids: PresetIdGenerator | None) -> None:
         self._tracer = tracer
         #: False when tracing is off: callers skip :meth:`start` altogether.
@@ -213,11 +217,21 @@ class HookTracer:
         self._rate = rate
         self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
 
+    def of_kind(self, kind: SpanKind) -> HookTracer:
+        """The same tracer (same provider, same sampling), starting ``kind`` spans by default.
+
+        The kind is looked at only when the SDK creates a span, so that timed hooks pass
+        nothing more on their calls that make none (a CONSUMER span for every queue job).
+        """
+        twin = copy.copy(self)
+        twin.kind = kind
+        return twin
+
     def start(
         self,
         name: str,
         attributes: Mapping[str, Any] | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
+        kind: SpanKind | None = None,
         links: Sequence[Link] | None = None,
     ) -> Any:
         """Start a span (made current) and return its scope; :data:`NO_SPAN` when none is needed.
@@ -246,5 +260,7 @@ class HookTracer:
                 return _UnsampledScope(unsampled, _make_current(unsampled))  # pragma: no cover
             if self._ids is not None:
                 self._ids.preset_trace_id(trace_id)
-        span = tracer.start_span(name, kind=kind, attributes=attributes, links=links)
+        span = tracer.start_span(
+            name, kind=self.kind if kind is None else kind, attributes=attributes, links=links
+        )
         return SpanScope(span, _make_current(span))

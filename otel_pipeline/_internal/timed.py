@@ -16,9 +16,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, TypeVar
-
-from opentelemetry.trace import SpanKind
+from typing import Any, Protocol, TypeVar
 
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.spans import NO_SPAN, SPAN_KEY, HookTracer, current_context
@@ -54,8 +52,6 @@ class Operation:
     """What one kind of timed call records. Subclasses override :meth:`begin` and :meth:`end`."""
 
     __slots__ = ("_binds_result", "factory", "span_attributes", "span_name", "timeout", "tracer")
-    #: The kind of the operation's span (e.g. CONSUMER for a queue job).
-    span_kind: ClassVar[SpanKind] = SpanKind.INTERNAL
 
     def __init__(
         self,
@@ -117,7 +113,7 @@ class Timed:
             tracer = op.tracer
             # Is a span current at all? (one ContextVar read; timers ask on every call)
             if tracer.roots or (tracer.enabled and current_context().get(SPAN_KEY) is not None):
-                self._scope = tracer.start(op.span_name, op.span_attributes, op.span_kind)
+                self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception:
             warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)

@@ -405,7 +405,7 @@ class _ClientTracer(HookTracer):
         super().__init__(tracer._tracer, tracer._rate, tracer._ids)
 
     def start(
-        self, name: str, attributes: Any = None, kind: SpanKind = SpanKind.CLIENT, links: Any = None
+        self, name: str, attributes: Any = None, kind: SpanKind | None = None, links: Any = None
     ) -> Any:
         return super().start(name, attributes, SpanKind.CLIENT, links)
 

@@ -208,16 +208,13 @@ class _Processing(OutcomeOperation):
     """One job: in progress while it runs, then counted and timed by outcome."""
 
     __slots__ = ("_depth", "_hook")
-    span_kind = SpanKind.CONSUMER
 
     def __init__(
         self, hook: Queue, state: _State, attributes: dict[str, Any], factory: Callable[[], Any]
     ) -> None:
         outcomes = OutcomeSeries(state.registry, PROCESSED, DURATION, IN_PROGRESS, attributes)
         span_attributes = {**attributes, **_messaging(hook, "process")}
-        super().__init__(
-            state.pipeline.tracer, f"queue.process {hook.name}", span_attributes, factory, outcomes
-        )
+        super().__init__(state.consumer, f"queue.process {hook.name}", span_attributes, factory, outcomes)
         self._hook = hook
         self._depth = state.depth
 
@@ -305,6 +302,8 @@ class _State:
         assert registry is not None
         self.pipeline = pipeline
         self.registry = registry
+        #: The pipeline's tracer, starting the CONSUMER spans of jobs.
+        self.consumer = pipeline.tracer.of_kind(SpanKind.CONSUMER)
         self.attributes = {NAME: hook.name}
         self.retried = registry.instrument(RETRIED).bind(self.attributes)
         self.replayed = registry.instrument(REPLAYED).bind(self.attributes)
@@ -313,7 +312,9 @@ class _State:
         self.depth = _Level()
         self.dead_letter_depth = _Level()
         self.dead_lettered: dict[Any, Any] = {}
-        self.lanes: dict[str | None, _Lane] = {None: _Lane(hook, self, None)}
+        #: The lane of jobs with no priority and no job type (processing()'s common case).
+        self.plain = _Lane(hook, self, None)
+        self.lanes: dict[str | None, _Lane] = {None: self.plain}
         #: Lanes of jobs given a job type, by (priority, job type); the job types seen.
         self.typed_lanes: dict[tuple[str | None, str], _Lane] = {}
         self.job_types: set[str] = set()
@@ -437,14 +438,28 @@ class Queue(Hook):
         >>> op.queue("emails").enqueued(job_type="welcome", carrier=headers)
         """
         check_count("count", count)
-        key = _priority(priority)
+        key = None if priority is None else _priority(priority)
+        if job_type is not None or carrier is not None:
+            self._enqueued(count, key, job_type, carrier)
+            return
+        state = self._current()
+        if state is not None:
+            state.lane(self, key).enqueued.add(count)
+            state.depth.add(count)
+
+    def _enqueued(
+        self, count: int, priority: str | None, job_type: str | None, carrier: MutableMapping[str, str] | None
+    ) -> None:
+        """enqueued() given a job type or a carrier (kept off the plain call's path)."""
         if job_type is not None:
             check_name("job_type", job_type)
         if carrier is not None:
             carriers_module.check_carrier(carrier)
         state = self._current()
         if state is not None:
-            lane = state.lane(self, key) if job_type is None else state.typed_lane(self, key, job_type)
+            lane = (
+                state.lane(self, priority) if job_type is None else state.typed_lane(self, priority, job_type)
+            )
             lane.enqueued.add(count)
             state.depth.add(count)
             if carrier is not None:
@@ -482,7 +497,6 @@ class Queue(Hook):
         job_type: str | None = None,
         carrier: Mapping[str, str] | Callable[..., Mapping[str, str] | None] | None = None,
         carriers: Sequence[Mapping[str, str]] | Callable[..., Sequence[Mapping[str, str]]] | None = None,
-        link: bool = False,
     ) -> TimedScope:
         """Process one job: ``with``, ``async with`` or a decorator; a span ``queue.process <name>``.
 
@@ -491,10 +505,11 @@ class Queue(Hook):
         ``job_id`` goes on the span only; ``job_type`` is the ``job.type`` attribute.
 
         ``carrier`` (the headers :meth:`enqueued` wrote into) continues the producer's trace: the
-        span (CONSUMER) is the child of the producer's, or links to it with ``link=True``. A
-        batch, ``carriers=[...]``, is ``len(carriers)`` jobs processed together under one span
-        with a link per job. As a decorator, ``carrier``/``carriers`` may be a function of the
-        decorated function's arguments that returns them. After a get() of a queue instrumented
+        span (CONSUMER) is the child of the producer's. ``carriers=[...]`` (a batch) is
+        ``len(carriers)`` jobs processed together under one span with a link to each job's
+        producer instead (``carriers=[headers]``: one job, linked rather than a child). As a
+        decorator, ``carrier``/``carriers`` may be a function of the decorated function's
+        arguments that returns them. After a get() of a queue instrumented
         with :func:`otel_pipeline.instrument_queue`, the item's trace is continued without one.
 
         >>> import otel_pipeline as op
@@ -509,20 +524,24 @@ class Queue(Hook):
             self._refresh()
         state = self._bound
         if job_type is not None or carrier is not None or carriers is not None:
-            return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers, link)
+            return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
         if state is None:
             if job_id is not None:
                 check_id("job_id", job_id)
-            _waited(enqueued_at)
-            key = _priority(priority)
-            return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
-        lane = state.lanes.get(priority) if priority is None or type(priority) is str else None
-        if lane is None:
-            lane = state.lane(self, _priority(priority))
+            if enqueued_at is not None:
+                _waited(enqueued_at)
+            if priority is None:
+                return Noop(self.processing)
+            return Noop(functools.partial(self.processing, priority=_priority(priority)))
+        if priority is None:
+            lane = state.plain
+        else:
+            found = state.lanes.get(priority) if type(priority) is str else None
+            lane = found if found is not None else state.lane(self, _priority(priority))
         if enqueued_at is not None:
             lane.wait_time.record(_waited(enqueued_at))
         if self._carries_items and (item := taken(self)) is not None:
-            timed: Timed = Continued(lane.processing, (item,), link)
+            timed: Timed = Continued(lane.processing, (item,))
         else:
             timed = Timed(lane.processing)
         if job_id is not None:
@@ -538,7 +557,6 @@ class Queue(Hook):
         job_type: str | None,
         carrier: Any,
         carriers: Any,
-        link: bool,
     ) -> TimedScope:
         """processing() given a job type or carriers (kept off the plain call's path)."""
         if job_type is not None:
@@ -549,7 +567,7 @@ class Queue(Hook):
         job = None if job_id is None else check_id("job_id", job_id)
         wait = None if enqueued_at is None else _waited(enqueued_at)
         if state is None:
-            return NoopContinued(_factory(self, key, job_type, carrier, carriers, link))
+            return NoopContinued(_factory(self, key, job_type, carrier, carriers))
         if job_type is None:
             lane = state.lanes.get(key) or state.lane(self, key)
         else:
@@ -559,9 +577,9 @@ class Queue(Hook):
         item = taken(self) if self._carries_items else None
         timed: Timed
         if carrier is not None or carriers is not None:  # an explicit carrier wins over the item's
-            timed = _continued(self, lane, carrier, carriers, link)
+            timed = _continued(self, lane, carrier, carriers)
         elif item is not None:
-            timed = Continued(lane.processing, (item,), link)
+            timed = Continued(lane.processing, (item,))
         else:
             timed = Timed(lane.processing)
         if job is not None:
@@ -694,20 +712,16 @@ class Queue(Hook):
         self._current()
 
 
-def queue(name: str, *, capacity: float | None = None, system: str | None = None) -> Queue:
+def queue(name: str, *, capacity: float | None = None) -> Queue:
     """The queue hook named ``name`` (same name, same object); ``capacity`` sets its capacity.
 
-    ``system`` sets the ``messaging.system`` attribute of its spans (:meth:`Queue.set_system`).
-
     >>> import otel_pipeline as op
-    >>> op.queue("emails") is op.queue("emails", capacity=1000, system="redis")
+    >>> op.queue("emails") is op.queue("emails", capacity=1000)
     True
     """
     hook = Queue._instances.get(name) or get_hook(Queue, name)  # the hit path inline: called per job
     if capacity is not None:
         hook.set_capacity(capacity)
-    if system is not None and system != hook._system:
-        hook.set_system(system)
     return hook
 
 
@@ -775,7 +789,6 @@ def _factory(
     job_type: str | None,
     carrier: Any,
     carriers: Any,
-    link: bool,
 ) -> Callable[..., TimedScope]:
     """What a decorated function's calls run in: processing() with these options, carriers read per call."""
 
@@ -785,16 +798,16 @@ def _factory(
         if many is not None and not isinstance(many, (list, tuple)):
             warn_once("carriers-function", "a carriers function returned no list or tuple; ignored")
             many = None
-        return hook.processing(priority=priority, job_type=job_type, carrier=one, carriers=many, link=link)
+        return hook.processing(priority=priority, job_type=job_type, carrier=one, carriers=many)
 
     return make
 
 
-def _continued(hook: Queue, lane: _Lane, carrier: Any, carriers: Any, link: bool) -> Continued:
+def _continued(hook: Queue, lane: _Lane, carrier: Any, carriers: Any) -> Continued:
     """The timer of a job (or batch) whose producer's trace the carrier(s) continue."""
-    decorating = (_factory, (hook, lane.priority, lane.job_type, carrier, carriers, link))
+    decorating = (_factory, (hook, lane.priority, lane.job_type, carrier, carriers))
     if carriers is None:
-        return Continued(lane.processing, (carrier,), link, decorating)
+        return Continued(lane.processing, (carrier,), False, decorating)
     if callable(carriers):  # read only in decorator form
         return Continued(lane.processing, (carriers,), True, decorating)
     return Batch(lane.processing, carriers, len(carriers), decorating)

@@ -95,7 +95,8 @@ def test_enqueued_writes_a_send_span_into_the_carrier(traced: Capture) -> None:
 
 def test_a_send_span_with_no_request_is_a_root(traced: Capture) -> None:
     headers: dict[str, str] = {}
-    op.queue("emails", system="redis").enqueued(3, priority="high", job_type="welcome", carrier=headers)
+    op.queue("emails").set_system("redis")
+    op.queue("emails").enqueued(3, priority="high", job_type="welcome", carrier=headers)
     (send,) = traced.spans("queue.send emails")
     assert send.parent is None
     assert headers == {"traceparent": traceparent(send.context)}
@@ -244,7 +245,7 @@ def test_link_instead_of_parent(traced: Capture) -> None:
     headers, _, send = produce(traced)
     with (
         user_tracer(traced).start_as_current_span("poll") as poll,
-        op.queue("emails").processing(carrier=headers, link=True),
+        op.queue("emails").processing(carriers=[headers]),  # one job, linked
     ):
         pass
     (process,) = traced.spans("queue.process emails")
@@ -443,7 +444,7 @@ def test_carrier_and_carriers_are_checked_at_the_call(traced: Capture) -> None:
     with pytest.raises(ValueError, match="job_type=' ' is not valid"):
         q.dead_lettered(job_type=" ")
     with pytest.raises(ValueError, match="system='' is not valid"):
-        op.queue("emails", system="")
+        q.set_system("")
     assert traced.metrics() == {}
 
 
@@ -593,7 +594,7 @@ def test_set_system_reaches_existing_and_new_lanes(traced: Capture) -> None:
     with q.processing():
         pass
     assert q.system is None
-    op.queue("emails", system="sqs")
+    q.set_system("sqs")
     assert q.system == "sqs"
     with q.processing(), q.processing(priority="high"):
         pass
