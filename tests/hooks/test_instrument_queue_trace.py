@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -350,3 +351,40 @@ def test_a_read_that_races_a_change_is_tried_again() -> None:
     assert stamps.oldest_age() is not None
     stamps._order = Racing(3)
     assert stamps.oldest_age() is None
+
+
+async def test_a_get_in_wait_for_keeps_the_context_in_its_own_task_before_python_3_12(
+    traced: Capture,
+) -> None:
+    q: asyncio.Queue[str] = asyncio.Queue()
+    hook = op.instrument_queue(q, "jobs")
+    try:
+        with tracer(traced).start_as_current_span("request a") as request:
+            await q.put("a")
+        assert await asyncio.wait_for(q.get(), timeout=5) == "a"
+        with hook.processing():
+            pass
+    finally:
+        op.uninstrument_queue(q)
+    (process,) = traced.spans("queue.process jobs")
+    if sys.version_info >= (3, 12):  # wait_for awaits in the caller's task
+        assert parent_of(process) == request.get_span_context().span_id
+    else:  # wait_for ran the get in a task of its own: the item's context stayed there
+        assert process.parent is None
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in Python 3.11")
+async def test_a_get_under_asyncio_timeout_continues_the_items_trace(traced: Capture) -> None:
+    q: asyncio.Queue[str] = asyncio.Queue()
+    hook = op.instrument_queue(q, "jobs")
+    try:
+        with tracer(traced).start_as_current_span("request a") as request:
+            await q.put("a")
+        async with asyncio.timeout(5):  # type: ignore[attr-defined,unused-ignore]
+            assert await q.get() == "a"
+        with hook.processing():
+            pass
+    finally:
+        op.uninstrument_queue(q)
+    (process,) = traced.spans("queue.process jobs")
+    assert parent_of(process) == request.get_span_context().span_id
