@@ -258,11 +258,6 @@ def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             1.3,
         ),
         _target(
-            "hook with an unsampled carrier / hook, spans off (<= 1.3)",
-            r["hook_carrier_unsampled"] / r["hook_core"],
-            1.3,
-        ),
-        _target(
             "hook not configured / nullcontext (<= 3)", r["hook_unconfigured"] / r["nullcontext_with"], 3
         ),
         _target("collection of 100 series (ms, < 1)", r["collection_100"]["collect_ms"], 1),
