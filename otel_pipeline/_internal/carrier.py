@@ -329,9 +329,7 @@ class Continued(Timed):
             tracer = op.tracer
             if tracer.enabled:
                 if self._link:
-                    links = [
-                        Link(found) for found in map(_span_context_of, self._sources) if found is not None
-                    ]
+                    links = [Link(found) for found in map(span_context, self._sources) if found is not None]
                     self._scope = tracer.start(op.span_name, op.span_attributes, None, links)
                 else:
                     self._scope = self._continue(tracer, op)
@@ -436,9 +434,3 @@ def decorate_calls(function: Any, factory: Callable[..., Any]) -> Any:
 
 def _ignoring_arguments(factory: Callable[[], Any]) -> Callable[..., Any]:
     return lambda *args, **kwargs: factory()
-
-
-def _span_context_of(source: object) -> SpanContext | None:
-    if type(source) is SpanContext:
-        return source
-    return span_context(source)

@@ -388,3 +388,29 @@ async def test_a_get_under_asyncio_timeout_continues_the_items_trace(traced: Cap
         op.uninstrument_queue(q)
     (process,) = traced.spans("queue.process jobs")
     assert parent_of(process) == request.get_span_context().span_id
+
+
+def test_the_item_is_continued_with_a_job_type_and_by_a_decorator(traced: Capture) -> None:
+    q: queue.Queue[str] = queue.Queue()
+    hook = op.instrument_queue(q, "jobs")
+    try:
+        with tracer(traced).start_as_current_span("request a") as first:
+            q.put("a")
+            q.put("b")
+        q.get()
+        with hook.processing(job_type="welcome"):
+            pass
+        q.get()
+        decorate = hook.processing()  # takes the item: its decorations run without it
+
+        @decorate
+        def handle() -> None:
+            pass
+
+        handle()
+    finally:
+        op.uninstrument_queue(q)
+    typed, decorated = traced.spans("queue.process jobs")
+    assert parent_of(typed) == first.get_span_context().span_id
+    assert dict(typed.attributes or {})["job.type"] == "welcome"
+    assert decorated.parent is None

@@ -660,3 +660,79 @@ def test_no_leftover_warnings(caplog: pytest.LogCaptureFixture) -> None:
         with op.queue("emails").processing(carrier=headers, job_type="t"):
             pass
     assert caplog.records == []
+
+
+# -- the rest of the paths -----------------------------------------------------------------------
+
+
+def test_the_timer_exposes_the_consumer_span(traced: Capture) -> None:
+    headers, _, send = produce(traced)
+    with op.queue("emails").processing(carrier=headers) as timed:
+        assert timed.span.is_recording()
+        assert timed.span.get_span_context().trace_id == send.context.trace_id
+
+
+def test_a_carrier_without_context_and_no_tracing_makes_nothing() -> None:
+    with Capture(trace_sample_rate=0.0) as capture:
+        with op.queue("emails").processing(carrier={}, enqueued_at=None, job_type="t") as timed:
+            assert timed.span is trace.INVALID_SPAN
+        assert capture.spans() == []
+        assert capture.value("queue.jobs.processed", {**OK, "job.type": "t"}) == 1
+
+
+@pytest.mark.parametrize("mode", ["core", "sdk"])
+def test_batch_functions_in_decorators(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    with Capture(trace_sample_rate=1.0, instrument_mode=mode) as capture:
+        q = op.queue("emails")
+
+        @q.processing(carriers=lambda batch: [message["headers"] for message in batch])
+        def handle(batch: list[dict[str, Any]]) -> int:
+            return len(batch)
+
+        @q.processing(carriers=lambda batch: {"not": "a list"})  # type: ignore[arg-type,return-value]
+        def handle_badly(batch: list[dict[str, Any]]) -> None:
+            pass
+
+        first, _, send_1 = produce(capture)
+        second, _, send_2 = produce(capture)
+        assert handle([{"headers": first}, {"headers": second}]) == 2
+        handle_badly([])
+        with q.processing(carriers=lambda batch: batch):  # a function, outside a decorator: no links
+            pass
+        batch, bad, outside = capture.spans("queue.process emails")
+        assert [(link.context.span_id) for link in batch.links] == [
+            send_1.context.span_id,
+            send_2.context.span_id,
+        ]
+        assert (list(bad.links), list(outside.links)) == ([], [])
+        assert capture.value("queue.jobs.processed", OK) == 4  # a batch of 2, then 1 and 1
+    assert "a carriers function returned no list or tuple; ignored" in caplog.text
+    assert "a carrier that is not a mapping (function) was ignored" in caplog.text
+
+
+def test_a_fault_while_recording_is_logged_and_not_raised(
+    traced: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers, _, _ = produce(traced)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("internal")
+
+    monkeypatch.setattr(queue_module._Processing, "begin", broken)
+    with op.queue("emails").processing(carrier=headers):
+        pass
+    monkeypatch.undo()
+    monkeypatch.setattr(queue_module._Processing, "end", broken)
+    with op.queue("emails").processing(carriers=[headers, headers]):
+        pass
+    assert "queue.process emails failed to start recording" in caplog.text
+    assert "queue.process emails failed to record" in caplog.text
+    assert len(traced.spans("queue.process emails")) == 2  # both ended, not left open
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_wait_time_with_a_job_type(traced: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_module, "time", lambda: 1000.0)
+    with op.queue("emails").processing(job_type="t", enqueued_at=999.5):
+        pass
+    assert traced.point("queue.job.wait_time", {**EMAILS, "job.type": "t"}).sum == 0.5
