@@ -65,6 +65,23 @@ def _hook() -> None:
         pass
 
 
+#: A job's headers from an unsampled producer (W3C traceparent, flags 00).
+UNSAMPLED_HEADERS = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+
+
+def _hook_with_carrier() -> None:
+    with op.queue("bench").processing(carrier=UNSAMPLED_HEADERS):
+        pass
+
+
+def _enqueue() -> None:
+    op.queue("bench").enqueued()
+
+
+def _enqueue_with_carrier() -> None:
+    op.queue("bench").enqueued(carrier={})
+
+
 def _sdk_case() -> Callable[[], None]:
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     meter = provider.get_meter("bench")
@@ -161,6 +178,7 @@ def run(number: int = 20_000, rounds: int = 7) -> dict[str, Any]:
 
     cases: dict[str, Callable[[], Any]] = {
         "hook_core": _hook,
+        "hook_carrier_unsampled": _hook_with_carrier,
         "hook_sdk_direct": _sdk_case(),
         "core_counter_add": counter.add,
         "core_histogram_record": core_record,
@@ -181,7 +199,21 @@ def run(number: int = 20_000, rounds: int = 7) -> dict[str, Any]:
 
     # 7: spans at 1% and 100%.
     _configure(0.01)
-    results["hook_spans_1pct"] = _time({"hook": _hook}, number, rounds)["hook"]
+    spans_1pct = _time(
+        {
+            "hook": _hook,
+            "carrier": _hook_with_carrier,
+            "enqueue": _enqueue,
+            "enqueue_carrier": _enqueue_with_carrier,
+        },
+        number,
+        rounds,
+    )
+    results["hook_spans_1pct"] = spans_1pct["hook"]
+    # A job from an unsampled producer, and an enqueue writing the (unsampled) context: 1% roots.
+    results["hook_carrier_unsampled_1pct"] = spans_1pct["carrier"]
+    results["enqueue_1pct"] = spans_1pct["enqueue"]
+    results["enqueue_carrier_1pct"] = spans_1pct["enqueue_carrier"]
     _configure(1.0)
     results["hook_spans_100pct"] = _time({"hook": _hook}, number // 10, rounds)["hook"]
     runtime.shutdown(timeout=5)
@@ -220,6 +252,11 @@ def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             1,
         ),
         _target("hook with 1% spans / metrics-only hook (<= 2)", r["hook_spans_1pct"] / r["hook_core"], 2),
+        _target(
+            "hook with an unsampled carrier / hook, 1% spans (<= 1.3)",
+            r["hook_carrier_unsampled_1pct"] / r["hook_spans_1pct"],
+            1.3,
+        ),
         _target(
             "hook not configured / nullcontext (<= 3)", r["hook_unconfigured"] / r["nullcontext_with"], 3
         ),

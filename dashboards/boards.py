@@ -269,6 +269,17 @@ def queues() -> Board:
             Row(
                 "Time",
                 (
+                    _rates(
+                        "Oldest job's age",
+                        "s",
+                        (
+                            _gauge("queue.oldest_job.age", "queue.name", aggregation="max"),
+                            _legend("queue.name"),
+                        ),
+                        description="How long the job waiting longest has waited, now (0: none waits); a "
+                        "line that climbs while jobs wait is a stalled queue. Instrumented queues and "
+                        "queues given observe_oldest_age().",
+                    ),
                     _latency("Wait time", "queue.job.wait_time", "queue.name"),
                     _latency("Job duration", "queue.job.duration", "queue.name"),
                 ),

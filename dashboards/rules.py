@@ -125,6 +125,8 @@ RECORDING: tuple[Recording, ...] = (
 
 _MEMORY_LIMIT_BYTES = 2 * 1024**3
 _QUEUE_DEPTH_LIMIT = 1000
+#: A queue whose oldest job has waited this long (seconds) while jobs wait is stalled.
+_QUEUE_STALLED_AFTER = 600
 _FAILED_STAGES = selected("pipeline.stages.finished", 'outcome="failure"', selector="")
 
 ALERTS: tuple[Alert, ...] = (
@@ -157,6 +159,18 @@ ALERTS: tuple[Alert, ...] = (
         "{{ $value | humanize }} jobs are waiting on queue {{ $labels.queue_name }} of {{ $labels.job }}, "
         "and have been above 1000 for 10 minutes: consumers are not keeping up.",
         "queue-depth-high",
+    ),
+    Alert(
+        "QueueStalled",
+        f"max {by('queue.name')} ({metric('queue.oldest_job.age')}) > {_QUEUE_STALLED_AFTER} "
+        f"and on (job, queue_name) max {by('queue.name')} ({metric('queue.depth')}) > 0",
+        "2m",
+        "warning",
+        "Queue {{ $labels.queue_name }} is stalled: its oldest job waits for more than 10 minutes "
+        "({{ $labels.job }})",
+        "The oldest job waiting on queue {{ $labels.queue_name }} of {{ $labels.job }} has waited "
+        "{{ $value | humanizeDuration }} while jobs are waiting: nothing is taking them off.",
+        "queue-stalled",
     ),
     Alert(
         "DeadLettersGrowing",

@@ -14,9 +14,10 @@ Parent-based ratio sampling, kept exactly:
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -24,17 +25,20 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 __all__ = [
     "NO_SPAN",
     "SPAN_KEY",
+    "ContextScope",
     "HookTracer",
     "PresetIdGenerator",
     "SpanScope",
     "current_context",
+    "restore_context",
+    "use_context",
 ]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
@@ -83,6 +87,17 @@ def _restore(token: Any) -> None:
             otel_context.detach(token)
         return
     otel_context.detach(token)  # pragma: no cover
+
+
+def use_context(context: Context) -> object:
+    """Make ``context`` the current OpenTelemetry context; :func:`restore_context` takes the token."""
+    if _CONTEXT is not None:
+        return _CONTEXT.set(context)
+    return otel_context.attach(context)  # pragma: no cover
+
+
+#: Restore the context that was current before :func:`use_context` (or a span was made current).
+restore_context = _restore
 
 
 class PresetIdGenerator(RandomIdGenerator):
@@ -181,10 +196,15 @@ class _NoSpan:
 
 
 NO_SPAN: Any = _NoSpan()
+#: A context made current with no span of ours (e.g. a job's unsampled parent): ``end()`` restores.
+ContextScope = _UnsampledScope
 
 
 class HookTracer:
     """Starts the hooks' spans on one tracer provider, sampling cheaply (see module docs)."""
+
+    #: The kind of the spans :meth:`start` makes when not told otherwise (see :meth:`of_kind`).
+    kind = SpanKind.INTERNAL
 
     def __init__(self, tracer: trace.Tracer | None, rate: float, ids: PresetIdGenerator | None) -> None:
         self._tracer = tracer
@@ -197,10 +217,27 @@ class HookTracer:
         self._rate = rate
         self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
 
+    def of_kind(self, kind: SpanKind) -> HookTracer:
+        """The same tracer (same provider, same sampling), starting ``kind`` spans by default.
+
+        The kind is looked at only when the SDK creates a span, so that timed hooks pass
+        nothing more on their calls that make none (a CONSUMER span for every queue job).
+        """
+        twin = copy.copy(self)
+        twin.kind = kind
+        return twin
+
     def start(
-        self, name: str, attributes: Mapping[str, Any] | None = None, kind: SpanKind = SpanKind.INTERNAL
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        kind: SpanKind | None = None,
+        links: Sequence[Link] | None = None,
     ) -> Any:
-        """Start a span (made current) and return its scope; :data:`NO_SPAN` when none is needed."""
+        """Start a span (made current) and return its scope; :data:`NO_SPAN` when none is needed.
+
+        ``links`` go on the span when it is sampled (they do not change the sampling decision).
+        """
         tracer = self._tracer
         if tracer is None:
             return NO_SPAN
@@ -223,5 +260,7 @@ class HookTracer:
                 return _UnsampledScope(unsampled, _make_current(unsampled))  # pragma: no cover
             if self._ids is not None:
                 self._ids.preset_trace_id(trace_id)
-        span = tracer.start_span(name, kind=kind, attributes=attributes)
+        span = tracer.start_span(
+            name, kind=self.kind if kind is None else kind, attributes=attributes, links=links
+        )
         return SpanScope(span, _make_current(span))

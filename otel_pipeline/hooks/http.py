@@ -485,8 +485,10 @@ class _ClientTracer(HookTracer):
     def __init__(self, tracer: HookTracer) -> None:
         super().__init__(tracer._tracer, tracer._rate, tracer._ids)
 
-    def start(self, name: str, attributes: Any = None, kind: SpanKind = SpanKind.CLIENT) -> Any:
-        return super().start(name, attributes, kind=SpanKind.CLIENT)
+    def start(
+        self, name: str, attributes: Any = None, kind: SpanKind | None = None, links: Any = None
+    ) -> Any:
+        return super().start(name, attributes, SpanKind.CLIENT, links)
 
 
 class _ClientCall(Operation):

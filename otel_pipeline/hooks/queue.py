@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from time import time
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
+from otel_pipeline._internal import carrier as carriers_module
+from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of, state_on
@@ -43,8 +47,9 @@ __all__ = ["Queue", "queue"]
 HOOK = "queue"
 NAME = "queue.name"
 PRIORITY = "priority"
-_JOB = [NAME, PRIORITY]
-_OUTCOME = [NAME, PRIORITY, "outcome", "error.type"]
+JOB_TYPE = "job.type"
+_JOB = [NAME, PRIORITY, JOB_TYPE]
+_OUTCOME = [NAME, PRIORITY, JOB_TYPE, "outcome", "error.type"]
 ENQUEUED = declare("queue.jobs.enqueued", Kind.COUNTER, "{job}", "Jobs put on the queue.", _JOB, hook=HOOK)
 DEQUEUED = declare(
     "queue.jobs.dequeued",
@@ -89,7 +94,7 @@ DEAD_LETTERED = declare(
     Kind.COUNTER,
     "{job}",
     "Jobs moved to the dead-letter queue, by reason.",
-    [NAME, "reason"],
+    [NAME, "reason", JOB_TYPE],
     hook=HOOK,
 )
 REPLAYED = declare(
@@ -116,6 +121,15 @@ DEAD_LETTER_DEPTH = declare(
     [NAME],
     hook=HOOK,
 )
+OLDEST_AGE = declare(
+    "queue.oldest_job.age",
+    Kind.OBSERVABLE_GAUGE,
+    "s",
+    "Age of the job waiting longest on the queue now (0 when none waits), for instrumented queues "
+    "and queues observed with observe_oldest_age().",
+    [NAME],
+    hook=HOOK,
+)
 UTILIZATION = declare(
     "queue.utilization",
     Kind.OBSERVABLE_GAUGE,
@@ -132,7 +146,7 @@ WORKERS = declare(
     [NAME, "state"],
     hook=HOOK,
 )
-#: Distinct priorities and dead-letter reasons kept per queue; more fold into "_OTHER".
+#: Distinct priorities, job types and dead-letter reasons kept per queue; more fold into "_OTHER".
 _MAX_VALUES = 64
 _OTHER = "_OTHER"
 _UNTRACED = HookTracer(None, 0.0, None)
@@ -199,7 +213,8 @@ class _Processing(OutcomeOperation):
         self, hook: Queue, state: _State, attributes: dict[str, Any], factory: Callable[[], Any]
     ) -> None:
         outcomes = OutcomeSeries(state.registry, PROCESSED, DURATION, IN_PROGRESS, attributes)
-        super().__init__(state.pipeline.tracer, f"queue.process {hook.name}", attributes, factory, outcomes)
+        span_attributes = {**attributes, **_messaging(hook, "process")}
+        super().__init__(state.consumer, f"queue.process {hook.name}", span_attributes, factory, outcomes)
         self._hook = hook
         self._depth = state.depth
 
@@ -244,20 +259,39 @@ class _Worker(Operation):
 
 
 class _Lane:
-    """The series of one priority (or of none)."""
+    """The series of one priority (or of none), and of one job type (or of none)."""
 
-    __slots__ = ("dequeued", "enqueued", "processing", "wait_time")
+    __slots__ = (
+        "dequeued",
+        "enqueued",
+        "job_type",
+        "priority",
+        "processing",
+        "send_attributes",
+        "send_name",
+        "wait_time",
+    )
 
-    def __init__(self, hook: Queue, state: _State, priority: str | None) -> None:
+    def __init__(self, hook: Queue, state: _State, priority: str | None, job_type: str | None = None) -> None:
         attributes = dict(state.attributes) if priority is None else {**state.attributes, PRIORITY: priority}
+        if job_type is not None:
+            attributes[JOB_TYPE] = job_type
+        self.priority = priority
+        self.job_type = job_type
         registry = state.registry
         self.enqueued = registry.instrument(ENQUEUED).bind(attributes)
         self.dequeued = registry.instrument(DEQUEUED).bind(attributes)
         self.wait_time = registry.instrument(WAIT_TIME).bind(attributes)
         factory = (
-            hook.processing if priority is None else functools.partial(hook.processing, priority=priority)
+            functools.partial(hook.processing, priority=priority, job_type=job_type)
+            if job_type is not None
+            else hook.processing
+            if priority is None
+            else functools.partial(hook.processing, priority=priority)
         )
         self.processing = _Processing(hook, state, attributes, factory)
+        self.send_name = f"queue.send {hook.name}"
+        self.send_attributes = {**attributes, **_messaging(hook, "send")}
 
 
 class _State:
@@ -268,6 +302,8 @@ class _State:
         assert registry is not None
         self.pipeline = pipeline
         self.registry = registry
+        #: The pipeline's tracer, starting the CONSUMER spans of jobs.
+        self.consumer = pipeline.tracer.of_kind(SpanKind.CONSUMER)
         self.attributes = {NAME: hook.name}
         self.retried = registry.instrument(RETRIED).bind(self.attributes)
         self.replayed = registry.instrument(REPLAYED).bind(self.attributes)
@@ -275,8 +311,13 @@ class _State:
         self.active = registry.instrument(WORKERS).bind({**self.attributes, "state": "active"})
         self.depth = _Level()
         self.dead_letter_depth = _Level()
-        self.dead_lettered: dict[str, Any] = {}
-        self.lanes: dict[str | None, _Lane] = {None: _Lane(hook, self, None)}
+        self.dead_lettered: dict[Any, Any] = {}
+        #: The lane of jobs with no priority and no job type (processing()'s common case).
+        self.plain = _Lane(hook, self, None)
+        self.lanes: dict[str | None, _Lane] = {None: self.plain}
+        #: Lanes of jobs given a job type, by (priority, job type); the job types seen.
+        self.typed_lanes: dict[tuple[str | None, str], _Lane] = {}
+        self.job_types: set[str] = set()
         self.worker = _Worker(hook, self)
 
     def lane(self, hook: Queue, priority: str | None) -> _Lane:
@@ -288,15 +329,40 @@ class _State:
             lane = self.lanes.setdefault(priority, _Lane(hook, self, priority))
         return lane
 
-    def dead_letter_series(self, hook: Queue, reason: str) -> Any:
-        series = self.dead_lettered.get(reason)
+    def typed_lane(self, hook: Queue, priority: str | None, job_type: str) -> _Lane:
+        """The lane of ``priority`` and ``job_type`` (each folded into _OTHER past its cap)."""
+        lane = self.typed_lanes.get((priority, job_type))
+        if lane is None:
+            priority = self.lane(hook, priority).priority
+            job_type = self.job_type(hook, job_type)
+            key = (priority, job_type)
+            lane = self.typed_lanes.get(key) or self.typed_lanes.setdefault(
+                key, _Lane(hook, self, priority, job_type)
+            )
+        return lane
+
+    def job_type(self, hook: Queue, job_type: str) -> str:
+        if job_type not in self.job_types:
+            if len(self.job_types) >= _MAX_VALUES:
+                _too_many(hook, "job types")
+                return _OTHER
+            self.job_types.add(job_type)
+        return job_type
+
+    def dead_letter_series(self, hook: Queue, reason: str, job_type: str | None = None) -> Any:
+        key: Any = reason if job_type is None else (reason, job_type)
+        series = self.dead_lettered.get(key)
         if series is None:
-            if len(self.dead_lettered) >= _MAX_VALUES:
+            reasons = {k if isinstance(k, str) else k[0] for k in self.dead_lettered}
+            if reason not in reasons and len(reasons) >= _MAX_VALUES:
                 _too_many(hook, "dead-letter reasons")
                 reason = _OTHER
             attributes = {**self.attributes, "reason": reason}
-            series = self.dead_lettered.setdefault(
-                reason, self.registry.instrument(DEAD_LETTERED).bind(attributes)
+            if job_type is not None:
+                job_type = attributes[JOB_TYPE] = self.job_type(hook, job_type)
+            key = reason if job_type is None else (reason, job_type)
+            series = self.dead_lettered.get(key) or self.dead_lettered.setdefault(
+                key, self.registry.instrument(DEAD_LETTERED).bind(attributes)
             )
         return series
 
@@ -318,7 +384,12 @@ class Queue(Hook):
         self._states_lock = threading.Lock()
         self._depth_function: Callable[[], float | None] | None = None
         self._dead_letter_function: Callable[[], float | None] | None = None
+        self._oldest_age_function: Callable[[], float | None] | None = None
         self._capacity: float | None = None
+        #: The messaging.system of the queue's spans (None: not set).
+        self._system: str | None = None
+        #: Instrumented queues of this hook: processing() then looks for the item just taken.
+        self._carries_items = 0
         #: Worker scopes open now, in any thread: processing() looks for its worker only if > 0.
         self._workers_open = 0
 
@@ -329,6 +400,7 @@ class Queue(Hook):
             (DEPTH, _depth),
             (DEAD_LETTER_DEPTH, _dead_letter_depth),
             (UTILIZATION, _utilization),
+            (OLDEST_AGE, _oldest_age),
         ):
             registry.observe(spec, functools.partial(_observe_all, registry, read))
         # The same state each time the queue binds to this registry: tracked depths survive.
@@ -340,14 +412,51 @@ class Queue(Hook):
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def enqueued(self, count: int = 1, *, priority: str | int | None = None) -> None:
-        """Count ``count`` jobs put on the queue (depth +count)."""
+    def enqueued(
+        self,
+        count: int = 1,
+        *,
+        priority: str | int | None = None,
+        job_type: str | None = None,
+        carrier: MutableMapping[str, str] | None = None,
+    ) -> None:
+        """Count ``count`` jobs put on the queue (depth +count).
+
+        ``job_type`` is the ``job.type`` attribute. ``carrier`` (the job's headers, a dict) gets
+        the trace context written into it, for :meth:`processing` to continue; a span
+        ``queue.send <name>`` (PRODUCER) is its parent when sampled.
+
+        >>> import otel_pipeline as op
+        >>> headers: dict[str, str] = {}
+        >>> op.queue("emails").enqueued(job_type="welcome", carrier=headers)
+        """
         check_count("count", count)
-        key = _priority(priority)
+        key = None if priority is None else _priority(priority)
+        if job_type is not None or carrier is not None:
+            self._enqueued(count, key, job_type, carrier)
+            return
         state = self._current()
         if state is not None:
             state.lane(self, key).enqueued.add(count)
             state.depth.add(count)
+
+    def _enqueued(
+        self, count: int, priority: str | None, job_type: str | None, carrier: MutableMapping[str, str] | None
+    ) -> None:
+        """enqueued() given a job type or a carrier (kept off the plain call's path)."""
+        if job_type is not None:
+            check_name("job_type", job_type)
+        if carrier is not None:
+            carriers_module.check_carrier(carrier)
+        state = self._current()
+        if state is not None:
+            lane = (
+                state.lane(self, priority) if job_type is None else state.typed_lane(self, priority, job_type)
+            )
+            lane.enqueued.add(count)
+            state.depth.add(count)
+            if carrier is not None:
+                publish(state.pipeline.tracer, lane.send_name, lane.send_attributes, carrier)
 
     def dequeued(
         self, count: int = 1, *, enqueued_at: float | None = None, priority: str | int | None = None
@@ -378,12 +487,23 @@ class Queue(Hook):
         enqueued_at: float | None = None,
         priority: str | int | None = None,
         job_id: str | int | None = None,
+        job_type: str | None = None,
+        carrier: Mapping[str, str] | Callable[..., Mapping[str, str] | None] | None = None,
+        carriers: Sequence[Mapping[str, str]] | Callable[..., Sequence[Mapping[str, str]]] | None = None,
     ) -> TimedScope:
         """Process one job: ``with``, ``async with`` or a decorator; a span ``queue.process <name>``.
 
         Takes it off the queue (depth -1), holds it in progress, then counts and times it by
         outcome. ``enqueued_at`` (a ``time.time()`` value) records how long it waited;
-        ``job_id`` goes on the span only.
+        ``job_id`` goes on the span only; ``job_type`` is the ``job.type`` attribute.
+
+        ``carrier`` (the headers :meth:`enqueued` wrote into) continues the producer's trace: the
+        span (CONSUMER) is the child of the producer's. ``carriers=[...]`` (a batch) is
+        ``len(carriers)`` jobs processed together under one span with a link to each job's
+        producer instead (``carriers=[headers]``: one job, linked rather than a child). As a
+        decorator, ``carrier``/``carriers`` may be a function of the decorated function's
+        arguments that returns them. After a get() of a queue instrumented
+        with :func:`otel_pipeline.instrument_queue`, the item's trace is continued without one.
 
         >>> import otel_pipeline as op
         >>> @op.queue("emails").processing()
@@ -396,20 +516,67 @@ class Queue(Hook):
         if self._generation != STATE.generation:
             self._refresh()
         state = self._bound
+        if job_type is not None or carrier is not None or carriers is not None:
+            return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
         if state is None:
             if job_id is not None:
                 check_id("job_id", job_id)
-            _waited(enqueued_at)
-            key = _priority(priority)
-            return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
-        lane = state.lanes.get(priority) if priority is None or type(priority) is str else None
-        if lane is None:
-            lane = state.lane(self, _priority(priority))
+            if enqueued_at is not None:
+                _waited(enqueued_at)
+            if priority is None:
+                return Noop(self.processing)
+            return Noop(functools.partial(self.processing, priority=_priority(priority)))
+        if priority is None:
+            lane = state.plain
+        else:
+            found = state.lanes.get(priority) if type(priority) is str else None
+            lane = found if found is not None else state.lane(self, _priority(priority))
         if enqueued_at is not None:
             lane.wait_time.record(_waited(enqueued_at))
-        timed = Timed(lane.processing)
+        if self._carries_items and (item := taken(self)) is not None:
+            timed: Timed = Continued(lane.processing, (item,))
+        else:
+            timed = Timed(lane.processing)
         if job_id is not None:
             timed.span_attributes = {"queue.job.id": check_id("job_id", job_id)}
+        return timed
+
+    def _processing(
+        self,
+        state: _State | None,
+        enqueued_at: float | None,
+        priority: str | int | None,
+        job_id: str | int | None,
+        job_type: str | None,
+        carrier: Any,
+        carriers: Any,
+    ) -> TimedScope:
+        """processing() given a job type or carriers (kept off the plain call's path)."""
+        if job_type is not None:
+            check_name("job_type", job_type)
+        if carriers is not None:
+            _check_carriers(carrier, carriers)
+        key = None if priority is None else _priority(priority)
+        job = None if job_id is None else check_id("job_id", job_id)
+        wait = None if enqueued_at is None else _waited(enqueued_at)
+        if state is None:
+            return NoopContinued(_factory(self, key, job_type, carrier, carriers))
+        if job_type is None:
+            lane = state.lanes.get(key) or state.lane(self, key)
+        else:
+            lane = state.typed_lane(self, key, job_type)
+        if wait is not None:
+            lane.wait_time.record(wait)
+        item = taken(self) if self._carries_items else None
+        timed: Timed
+        if carrier is not None or carriers is not None:  # an explicit carrier wins over the item's
+            timed = _continued(self, lane, carrier, carriers)
+        elif item is not None:
+            timed = Continued(lane.processing, (item,))
+        else:
+            timed = Timed(lane.processing)
+        if job is not None:
+            timed.span_attributes = {"queue.job.id": job}
         return timed
 
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
@@ -422,13 +589,18 @@ class Queue(Hook):
             if requeued:
                 state.depth.add(count)
 
-    def dead_lettered(self, count: int = 1, *, reason: str = "unknown") -> None:
-        """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality)."""
+    def dead_lettered(self, count: int = 1, *, reason: str = "unknown", job_type: str | None = None) -> None:
+        """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality).
+
+        ``job_type`` is the ``job.type`` attribute, as for :meth:`enqueued`.
+        """
         check_count("count", count)
         check_name("reason", reason)
+        if job_type is not None:
+            check_name("job_type", job_type)
         state = self._current()
         if state is not None:
-            state.dead_letter_series(self, reason).add(count)
+            state.dead_letter_series(self, reason, job_type).add(count)
             state.dead_letter_depth.add(count)
 
     def replayed(self, count: int = 1) -> None:
@@ -477,6 +649,44 @@ class Queue(Hook):
         """
         self._dead_letter_function = _observer("observe_dead_letter_depth", function)
         self._current()
+
+    def observe_oldest_age(self, function: Callable[[], float | None] | None) -> None:
+        """Read ``queue.oldest_job.age`` with ``function`` at each collection (None: stop).
+
+        The function returns the age in seconds of the job waiting longest (0 when none waits),
+        or None for "no value now"; a queue instrumented with
+        :func:`otel_pipeline.instrument_queue` reports it without one.
+
+        >>> import time
+        >>> import otel_pipeline as op
+        >>> waiting = [time.time() - 30.0]  # enqueue times of the jobs waiting
+        >>> op.queue("emails").observe_oldest_age(lambda: time.time() - min(waiting) if waiting else 0.0)
+        """
+        self._oldest_age_function = _observer("observe_oldest_age", function)
+        self._current()
+
+    @property
+    def system(self) -> str | None:
+        """The ``messaging.system`` attribute of the queue's spans (e.g. ``"redis"``), or None."""
+        return self._system
+
+    def set_system(self, system: str | None) -> None:
+        """Set the ``messaging.system`` of the queue's spans (None: leave it out).
+
+        >>> import otel_pipeline as op
+        >>> op.queue("emails").set_system("redis")
+        """
+        if system is not None:
+            check_name("system", system)
+        with self._states_lock:
+            self._system = system
+            # States made later read self._system; the one of the current pipeline is updated here.
+            state = self._current()
+            for lane in [] if state is None else [*state.lanes.values(), *state.typed_lanes.values()]:
+                for attributes in (lane.processing.span_attributes, lane.send_attributes):
+                    attributes.pop(SYSTEM, None)
+                    if system is not None:
+                        attributes[SYSTEM] = system
 
     @property
     def capacity(self) -> float | None:
@@ -535,6 +745,71 @@ def _waited(enqueued_at: object) -> float | None:
     check_count("enqueued_at", enqueued_at)
     assert isinstance(enqueued_at, (int, float))
     return max(0.0, time() - enqueued_at)
+
+
+SYSTEM = "messaging.system"
+
+
+def _messaging(hook: Queue, operation: str) -> dict[str, Any]:
+    """The messaging semantic-convention attributes of the queue's ``operation`` spans."""
+    attributes: dict[str, Any] = {
+        "messaging.destination.name": hook.name,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+    }
+    if hook._system is not None:
+        attributes[SYSTEM] = hook._system
+    return attributes
+
+
+def _check_carriers(carrier: object, carriers: object) -> None:
+    """processing()'s carriers (given): a list or tuple, or a function; never with a carrier."""
+    if carrier is not None:
+        raise ValueError(
+            "otel_pipeline: processing() takes carrier= (one job) or carriers= (a batch), not both"
+        )
+    if not callable(carriers):
+        carriers_module.check_carriers(carriers)
+
+
+def _picked(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What a carrier function returns for one decorated call (None, logged once, if it raises)."""
+    try:
+        return function(*args, **kwargs)
+    except Exception:
+        warn_once(f"carrier-function:{function!r}", "a carrier function raised; the call has no carrier")
+        logger.debug("carrier function failure", exc_info=True)
+        return None
+
+
+def _factory(
+    hook: Queue,
+    priority: str | None,
+    job_type: str | None,
+    carrier: Any,
+    carriers: Any,
+) -> Callable[..., TimedScope]:
+    """What a decorated function's calls run in: processing() with these options, carriers read per call."""
+
+    def make(*args: Any, **kwargs: Any) -> TimedScope:
+        one = _picked(carrier, args, kwargs) if callable(carrier) else carrier
+        many = _picked(carriers, args, kwargs) if callable(carriers) else carriers
+        if many is not None and not isinstance(many, (list, tuple)):
+            warn_once("carriers-function", "a carriers function returned no list or tuple; ignored")
+            many = None
+        return hook.processing(priority=priority, job_type=job_type, carrier=one, carriers=many)
+
+    return make
+
+
+def _continued(hook: Queue, lane: _Lane, carrier: Any, carriers: Any) -> Continued:
+    """The timer of a job (or batch) whose producer's trace the carrier(s) continue."""
+    decorating = (_factory, (hook, lane.priority, lane.job_type, carrier, carriers))
+    if carriers is None:
+        return Continued(lane.processing, (carrier,), False, decorating)
+    if callable(carriers):  # read only in decorator form
+        return Continued(lane.processing, (carriers,), True, decorating)
+    return Batch(lane.processing, carriers, len(carriers), decorating)
 
 
 def _observer(what: str, function: object) -> Callable[[], float | None] | None:
@@ -600,6 +875,10 @@ def _dead_letter_depth(hook: Queue, state: _State | None) -> float | None:
     return _read(hook, "dead-letter depth", hook._dead_letter_function, level)
 
 
+def _oldest_age(hook: Queue, state: _State | None) -> float | None:
+    return _read(hook, "oldest job age", hook._oldest_age_function, None)
+
+
 def _utilization(hook: Queue, state: _State | None) -> float | None:
     capacity = hook._capacity
     if capacity is None:
@@ -615,7 +894,12 @@ def _observe_all(
     states = registry.hook_states
     for hook in hooks_of(Queue):
         state: _State | None = states.get(hook)
-        if state is None and hook._depth_function is None and hook._dead_letter_function is None:
+        if (
+            state is None
+            and hook._depth_function is None
+            and hook._dead_letter_function is None
+            and hook._oldest_age_function is None
+        ):
             continue
         value = read(hook, state)
         if value is not None:
@@ -625,7 +909,11 @@ def _observe_all(
 def _bind_observed(pipeline: Pipeline) -> None:
     """Bind the queues whose depths functions read to a new pipeline, so that it reports them."""
     for hook in hooks_of(Queue):
-        if hook._depth_function is not None or hook._dead_letter_function is not None:
+        if (
+            hook._depth_function is not None
+            or hook._dead_letter_function is not None
+            or hook._oldest_age_function is not None
+        ):
             hook._current()
 
 

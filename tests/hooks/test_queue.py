@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_pipeline as op
 from otel_pipeline._internal import runtime
@@ -19,6 +19,12 @@ from tests.hooks import FakeClock, buckets
 MODES = ["core", "sdk"]
 EMAILS = {"queue.name": "emails"}
 OK = {**EMAILS, "outcome": "success"}
+#: The messaging semantic-convention attributes of every processing span of "emails".
+PROCESS = {
+    "messaging.destination.name": "emails",
+    "messaging.operation.type": "process",
+    "messaging.operation.name": "process",
+}
 
 
 @pytest.fixture
@@ -127,7 +133,7 @@ def test_priority_is_an_attribute_of_job_metrics(capture: Capture, clock: FakeCl
     assert capture.value("queue.jobs.in_progress", high) == 0
     assert capture.value("queue.jobs.dequeued", high) == 1
     (span, _) = capture.spans("queue.process emails")
-    assert dict(span.attributes or {}) == high
+    assert dict(span.attributes or {}) == {**high, **PROCESS}
 
 
 def test_tracked_depth_follows_enqueue_retry_replay_dequeue_and_start(
@@ -316,8 +322,14 @@ def test_spans_with_job_id_status_and_parent(capture: Capture) -> None:
         with pytest.raises(ValueError, match="bad"), op.queue("emails").processing(job_id=2):
             raise ValueError("bad")
     ok, failed = capture.spans("queue.process emails")
-    assert dict(ok.attributes or {}) == {**EMAILS, "queue.job.id": "job-1"}
-    assert dict(failed.attributes or {}) == {**EMAILS, "queue.job.id": "2", "error.type": "ValueError"}
+    assert dict(ok.attributes or {}) == {**EMAILS, **PROCESS, "queue.job.id": "job-1"}
+    assert dict(failed.attributes or {}) == {
+        **EMAILS,
+        **PROCESS,
+        "queue.job.id": "2",
+        "error.type": "ValueError",
+    }
+    assert ok.kind is failed.kind is SpanKind.CONSUMER
     assert ok.status.status_code is StatusCode.UNSET
     assert failed.status.status_code is StatusCode.ERROR
     assert [e.name for e in failed.events] == ["exception"]

@@ -92,6 +92,10 @@ emails.retried()
 emails.dead_lettered(reason="max_attempts")
 emails.replayed()
 emails.dequeued(enqueued_at=time.time() - 2.0)
+headers = {}
+emails.enqueued(job_type="welcome", carrier=headers)  # the trace context goes into the headers
+with emails.processing(job_type="welcome", carrier=headers):
+    pass
 
 jobs = stdlib_queue.Queue(maxsize=4)
 op.instrument_queue(jobs, "jobs")
@@ -278,12 +282,19 @@ def expected() -> dict[Key, float]:
         **sample("queue_utilization", 0.2, **emails),
         **sample("queue_workers", 0, **emails, state="idle"),
         **sample("queue_workers", 0, **emails, state="active"),
+        # a job of type "welcome", its trace context carried in headers
+        **sample("queue_jobs_enqueued_total", 1, **emails, job_type="welcome"),
+        **sample("queue_jobs_processed_total", 1, **emails, **ok, job_type="welcome"),
+        **histogram("queue_job_duration_seconds", [0], **emails, **ok, job_type="welcome"),
+        **sample("queue_jobs_in_progress", 0, **emails, job_type="welcome"),
         # instrument_queue: a queue.Queue(maxsize=4), two puts and a get 1/8 s later
         **sample("queue_jobs_enqueued_total", 2, **jobs),
         **sample("queue_jobs_dequeued_total", 1, **jobs),
         **histogram("queue_job_wait_time_seconds", [0.125], **jobs),
         **sample("queue_depth", 1, **jobs),
         **sample("queue_utilization", 0.25, **jobs),
+        # "b", put 1/8 s before the get, then 4 A + 3 B = 7/8 s of the other hooks' advances
+        **sample("queue_oldest_job_age_seconds", 1.0, **jobs),
         # caches: lru_cache(maxsize=2) looked up with 2, 2, 3, 4; and one counted by hand
         **sample("cache_hits_total", 1, **squares),
         **sample("cache_misses_total", 3, **squares),

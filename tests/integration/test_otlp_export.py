@@ -82,7 +82,7 @@ def assert_arrived(receiver: OtlpReceiver, protocol_seen: str) -> None:
     errors = [h for h in hooks if h.status.code == Status.STATUS_CODE_ERROR]
     assert len(errors) == 1
     assert {kv.key: kv.value.string_value for kv in errors[0].attributes}["error.type"] == "KeyError"
-    assert {h.kind for h in hooks} == {Span.SPAN_KIND_INTERNAL}
+    assert {h.kind for h in hooks} == {Span.SPAN_KIND_CONSUMER}
 
 
 def configure_otlp(endpoint: str, protocol: str) -> op.Pipeline:
