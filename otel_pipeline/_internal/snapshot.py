@@ -203,7 +203,9 @@ def invalidate() -> None:
         cache.clear()
 
 
-def install_snapshots(server: MetricsServer, pipeline: Pipeline, max_age: float | None = None) -> SnapshotCache:
+def install_snapshots(
+    server: MetricsServer, pipeline: Pipeline, max_age: float | None = None
+) -> SnapshotCache:
     """Serve the server's :data:`CACHED_ROUTES` from snapshots; closed when the pipeline shuts down."""
     cache = SnapshotCache(MAX_AGE if max_age is None else max_age)
     for path, prefix in CACHED_ROUTES:
