@@ -394,6 +394,10 @@ def run_demo(
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
+        if not quiet and pipeline.server is not None:
+            out.print(
+                f"otel-pipeline demo: live page at {pipeline.server.url}/", highlight=False, soft_wrap=True
+            )
         if not quiet:
             where = pipeline.metrics_url or f"OTLP {pipeline.config.resolved_otlp_endpoint}"
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"

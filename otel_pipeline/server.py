@@ -419,15 +419,16 @@ class MetricsServer:
         """Watch a connection for its next request (or, lingering, for the client's close)."""
         if self._stopping:
             self._close(connection)
-        elif not connection.lingering and connection.head_complete():
-            self._dispatch(held, connection)
-        else:
-            held[connection.sock] = connection
-            try:
-                self._selector.register(connection.sock, selectors.EVENT_READ, connection)
-            except (OSError, ValueError):
-                del held[connection.sock]
-                self._close(connection)
+            return
+        held[connection.sock] = connection
+        try:
+            self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+        except (OSError, ValueError):
+            del held[connection.sock]
+            self._close(connection)
+            return
+        if not connection.lingering and connection.buffer:  # pipelined requests already read
+            self._advance(held, connection, time.monotonic())
 
     def _release(self, held: dict[socket.socket, _Connection], connection: _Connection) -> None:
         held.pop(connection.sock, None)
@@ -581,21 +582,18 @@ class MetricsServer:
 
     def _serve(self, connection: _Connection) -> None:
         for _ in range(_BURST):
-            cached = self._cached_reply(connection.buffer, time.monotonic()) if self.cache else None
-            if cached is not None:
-                _Output(connection.sock, self.io_timeout).write(cached[0])
-                connection.buffer = connection.buffer[cached[1] :]
-                connection.deadline = time.monotonic() + self.idle_timeout
-                if not self._next_request_now(connection):
-                    break
-                continue
-            request = _Input(connection.sock, connection.buffer, time.monotonic() + self.head_timeout)
+            head = connection.buffer
+            request = _Input(connection.sock, head, time.monotonic() + self.head_timeout)
             handler = _Handler(connection.sock, connection.address, self, request)
             if handler.close_connection:
                 self._linger(connection)
                 break
             connection.buffer = request.leftover()
             connection.deadline = time.monotonic() + self.idle_timeout
+            # A request the cache answers now (its snapshot was just taken): the client's next
+            # ones are the selector thread's, so that workers do not contend with it for the GIL.
+            if self.cache is not None and self._cached_reply(head, time.monotonic()) is not None:
+                break
             if not self._next_request_now(connection):
                 break
         connection.sock.setblocking(False)
