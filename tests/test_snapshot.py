@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -439,3 +440,57 @@ def test_a_client_that_does_not_read_a_cached_body_is_closed_after_io_timeout(ca
         assert received < 8_000_000
     finally:
         stuck.close()
+
+
+def test_pipelined_cached_and_other_requests_are_answered_in_order(cached_server: Fixture) -> None:
+    server, cache, _, _ = cached_server
+    assert request(f"{server.url}/x").body == b"x-body"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        # The first by the selector, the second (not cached) by a worker, the third by either.
+        sock.sendall(b"GET /x HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\n")
+        replies = read_responses(sock, ["GET", "GET", "GET"])
+    assert [head.split(b"\r\n")[0] for head, _ in replies] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 404 Not Found",
+        b"HTTP/1.1 200 OK",
+    ]
+    assert replies[1][1] == b'{"error": "not found", "path": "/nothing"}'
+    assert [replies[0][1], replies[2][1]] == [b"x-body", b"x-body"]
+    assert cache.computed == 1
+
+
+def test_a_request_after_a_large_cached_body_is_answered_once_the_body_is_sent(
+    cached_server: Fixture,
+) -> None:
+    server, cache, _, _ = cached_server
+    assert len(request(f"{server.url}/big").body) == 8_000_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\n\r\nGET /nothing HTTP/1.1\r\n\r\n")
+        replies = read_responses(sock, ["GET", "GET"])
+    assert len(replies[0][1]) == 8_000_000
+    assert replies[1][0].startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert cache.computed == 1
+
+
+def test_a_client_gone_while_its_cached_body_is_sent_is_closed(cached_server: Fixture) -> None:
+    server, _, _, _ = cached_server
+    assert len(request(f"{server.url}/big").body) == 8_000_000
+    for _ in range(3):
+        gone = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        gone.sendall(b"GET /big HTTP/1.1\r\n\r\n")
+        assert gone.recv(1000).startswith(b"HTTP/1.1 200 OK\r\n")
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()  # a reset: the server's next send fails
+    wait_until(lambda: server.open_connections == 0, timeout=TIMEOUT, what="the connections to be closed")
+    assert request(f"{server.url}/x").body == b"x-body"  # and it goes on serving
+
+
+def test_the_page_is_also_served_by_a_worker() -> None:
+    pipeline = op.configure(service_name="orders", prometheus_port=0)
+    assert pipeline.server is not None
+    fast = request(f"{pipeline.server.url}/page.js")
+    slow = request(f"{pipeline.server.url}/page.js", headers={"Connection": "close"})
+    assert (fast.status, slow.status) == (200, 200)
+    assert fast.body == slow.body
+    assert fast.body.startswith(b"// The live page")
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "text/javascript; charset=utf-8"
