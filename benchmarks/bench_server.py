@@ -220,7 +220,8 @@ class _Wrk:
         for _ in range(rounds):
             process = self.start(url, expected, seconds, timeout=timeout)
             results.append(_result(process.communicate(timeout=seconds + timeout + 60)[0]))
-        best = {**min(results, key=_rank)}
+        chosen: dict[str, Any] = min(results, key=_rank)
+        best = dict(chosen)
         best["error_count"] = sum(r["error_count"] for r in results)
         if rounds > 1:
             best["rounds"] = [
