@@ -451,6 +451,10 @@ def run_demo(
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
+        if not quiet and pipeline.server is not None:
+            out.print(
+                f"otel-pipeline demo: live page at {pipeline.server.url}/", highlight=False, soft_wrap=True
+            )
         if not quiet:
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
             for line in _banner(pipeline, until):

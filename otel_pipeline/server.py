@@ -15,14 +15,22 @@ request body (``Content-Length``) is read and discarded, 413 when over ``max_bod
 chunked body is refused with 411. ``/metrics`` speaks the Prometheus text format, or OpenMetrics
 when the scraper's ``Accept`` header asks for it. A forked child closes every socket of the
 parent's servers (they belong to the parent), so the parent's ``stop()`` releases the port.
+
+A server can be given a :class:`ResponseCache` (``server.cache``; ``_internal/snapshot.py`` is
+the one configure() installs): a plain ``GET``/``HEAD`` of a path the cache has a fresh response
+for is answered from the selector thread itself, with bytes prepared once (no worker, no
+request parsing beyond the request line, no header building). Anything else goes to a worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import errno
+import http
 import os
 import queue
+import re
 import selectors
 import socket
 import sys
@@ -32,13 +40,13 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from otel_pipeline._internal import strict_json
 from otel_pipeline._internal.errors import logger, warn_once
 
-__all__ = ["MetricsServer", "Response", "Route", "json_response"]
+__all__ = ["MetricsServer", "Response", "ResponseCache", "Route", "json_response", "wire_response"]
 
 #: (status code, content type, body)
 Response = tuple[int, str, bytes]
@@ -51,6 +59,13 @@ MAX_HEAD = 65536
 #: How long a closing connection is drained so the client reads the response before any reset.
 _LINGER = 2.0
 _ALLOWED = "GET, HEAD"
+#: A request line the selector may answer from the cache (method, path), and the headers that send
+#: a request to a worker all the same: a body, an expectation, an upgrade, "Connection: close".
+_PLAIN_REQUEST = re.compile(rb"(GET|HEAD) (/[^ ?\r\n]*)[^ \r\n]* HTTP/1\.1\r\n")
+_WORKER_HEADER = re.compile(
+    rb"\n(?:content-length|transfer-encoding|expect|upgrade)[ \t]*:|\nconnection[ \t]*:[^\n]*close",
+    re.IGNORECASE,
+)
 #: A worker waits this long for a keep-alive client's next request before handing the connection
 #: back to the selector, and serves at most _BURST requests in a row that way (fairness).
 _KEEP_WAIT = 0.005
@@ -64,6 +79,35 @@ def json_response(status: int, payload: Any) -> Response:
     (404, 'application/json', b'{"error": "not found"}')
     """
     return status, "application/json", strict_json.dumps(payload, sort_keys=True).encode()  # never NaN
+
+
+def wire_response(
+    status: int, content_type: str, body: bytes, date: float | None = None
+) -> tuple[bytes, bytes]:
+    """The bytes of a keep-alive response to ``GET`` and to ``HEAD``, headers as the workers send them.
+
+    ``date`` (Unix seconds, default now) is the ``Date`` header: for a cached response, when it was made.
+
+    >>> get, head = wire_response(200, "text/plain", b"hi", date=0)
+    >>> head.decode().splitlines()[1:4]
+    ['Server: otel-pipeline', 'Date: Thu, 01 Jan 1970 00:00:00 GMT', 'Content-Type: text/plain']
+    >>> get == head + b"hi"
+    True
+    """
+    reason = http.HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nServer: {SERVER_NAME}\r\n"
+        f"Date: {email.utils.formatdate(date, usegmt=True)}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    return head + body, head
+
+
+class ResponseCache(Protocol):
+    """Prepared responses the selector thread sends as they are (see ``_internal/snapshot.py``)."""
+
+    def lookup(self, path: str, now: float) -> tuple[bytes, bytes] | None:
+        """The (GET, HEAD) bytes for ``path`` if fresh at ``now`` (``time.monotonic()``), else None."""
 
 
 def _raw_response(status: int, reason: str, payload: dict[str, Any], extra: str = "") -> bytes:
@@ -82,7 +126,7 @@ _HEAD_TOO_LARGE = _raw_response(431, "Request Header Fields Too Large", {"error"
 class _Connection:
     """A client connection: its socket, bytes read but not yet parsed, and its deadline."""
 
-    __slots__ = ("address", "buffer", "deadline", "lingering", "sock")
+    __slots__ = ("address", "buffer", "deadline", "lingering", "output", "sock")
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
         self.sock = sock
@@ -90,6 +134,8 @@ class _Connection:
         self.buffer = b""
         self.deadline = deadline
         self.lingering = False
+        #: Cached response bytes the selector thread has still to send (the socket buffer was full).
+        self.output: memoryview | None = None
 
     def head_complete(self) -> bool:
         return b"\n\r\n" in self.buffer or b"\n\n" in self.buffer
@@ -191,6 +237,8 @@ class MetricsServer:
         self.idle_timeout = idle_timeout
         self.io_timeout = io_timeout
         self.max_body = max_body
+        #: Fresh prepared responses, answered from the selector thread (None: every request to a worker).
+        self.cache: ResponseCache | None = None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             # create_server sets SO_REUSEADDR: the port can be served again at once after stop().
@@ -243,6 +291,10 @@ class MetricsServer:
     def add_route(self, path: str, route: Route, *, prefix: bool = False) -> None:
         """Serve ``path`` (or every path under ``path`` when ``prefix``) with ``route``."""
         (self._prefixes if prefix else self._exact)[path] = route
+
+    def route(self, path: str, *, prefix: bool = False) -> Route | None:
+        """The route added for ``path`` (as a prefix when ``prefix``), if any."""
+        return (self._prefixes if prefix else self._exact).get(path)
 
     def resolve(self, path: str) -> Route | None:
         route = self._exact.get(path)
@@ -314,13 +366,16 @@ class MetricsServer:
                 events = self._selector.select(timeout=0.25)
                 now = time.monotonic()
                 for key, _ in events:
-                    if key.fileobj is self._listener:
+                    if key.data is not None:
+                        if key.data.output is None:
+                            self._readable(held, key.data, now)
+                        else:
+                            self._writable(held, key.data, now)
+                    elif key.fileobj is self._listener:
                         self._accept(held, now)
-                    elif key.fileobj is self._wake_r:
+                    else:
                         with contextlib.suppress(OSError):
                             self._wake_r.recv(4096)
-                    else:
-                        self._readable(held, key.data, now)
                 while self._returns:
                     self._hold(held, self._returns.popleft())
                 now = time.monotonic()
@@ -365,15 +420,16 @@ class MetricsServer:
         """Watch a connection for its next request (or, lingering, for the client's close)."""
         if self._stopping:
             self._close(connection)
-        elif not connection.lingering and connection.head_complete():
-            self._dispatch(held, connection)
-        else:
-            held[connection.sock] = connection
-            try:
-                self._selector.register(connection.sock, selectors.EVENT_READ, connection)
-            except (OSError, ValueError):
-                del held[connection.sock]
-                self._close(connection)
+            return
+        held[connection.sock] = connection
+        try:
+            self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+        except (OSError, ValueError):
+            del held[connection.sock]
+            self._close(connection)
+            return
+        if not connection.lingering and connection.buffer:  # pipelined requests already read
+            self._advance(held, connection, time.monotonic())
 
     def _release(self, held: dict[socket.socket, _Connection], connection: _Connection) -> None:
         held.pop(connection.sock, None)
@@ -396,12 +452,92 @@ class MetricsServer:
         if not connection.buffer:  # a request starts: its head has head_timeout to arrive
             connection.deadline = min(connection.deadline, now + self.head_timeout)
         connection.buffer += data
+        self._advance(held, connection, now)
+
+    def _advance(self, held: dict[socket.socket, _Connection], connection: _Connection, now: float) -> None:
+        """Answer what is buffered: cached responses here, a request of another kind by a worker."""
+        if self.cache is not None and self._answer_cached(held, connection, now):
+            return
         if connection.head_complete():
             self._release(held, connection)
             self._dispatch(held, connection)
         elif len(connection.buffer) > MAX_HEAD:
             self._release(held, connection)
             self._refuse(held, connection, _HEAD_TOO_LARGE)
+
+    def _answer_cached(
+        self, held: dict[socket.socket, _Connection], connection: _Connection, now: float
+    ) -> bool:
+        """Send the cached responses of the requests at the start of the buffer, if any.
+
+        The connection is held by the selector (watched for reading). Without blocking: what
+        the socket does not take now is sent when it is writable (the connection is then
+        watched for writing only, and must drain within ``io_timeout``). True when nothing is
+        left for a worker to answer.
+        """
+        replies = []
+        while reply := self._cached_reply(connection.buffer, now):
+            replies.append(reply[0])
+            connection.buffer = connection.buffer[reply[1] :]
+        if not replies:
+            return False
+        data = replies[0] if len(replies) == 1 else b"".join(replies)
+        try:
+            sent = connection.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client went away
+            self._release(held, connection)
+            self._close(connection)
+            return True
+        if sent < len(data):
+            connection.output = memoryview(data)[sent:]
+            connection.deadline = now + self.io_timeout
+            self._selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
+            return True
+        if not connection.buffer:
+            connection.deadline = now + self.idle_timeout
+            return True
+        connection.deadline = now + self.head_timeout
+        # A pipelined request of another kind is for a worker; otherwise wait for the next one.
+        return not connection.head_complete()
+
+    def _writable(self, held: dict[socket.socket, _Connection], connection: _Connection, now: float) -> None:
+        output = connection.output
+        assert output is not None
+        try:
+            sent = connection.sock.send(output)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._release(held, connection)
+            self._close(connection)
+            return
+        if sent < len(output):
+            connection.output = output[sent:]
+            return
+        connection.output = None
+        connection.deadline = now + (self.head_timeout if connection.buffer else self.idle_timeout)
+        self._selector.modify(connection.sock, selectors.EVENT_READ, connection)
+        if connection.buffer:  # requests that came pipelined with the ones just answered
+            self._advance(held, connection, now)
+
+    def _cached_reply(self, buffer: bytes, now: float) -> tuple[bytes, int] | None:
+        """(response, request length) when the buffer starts with a request the cache answers.
+
+        Only the plain case: ``GET`` or ``HEAD``, HTTP/1.1, an origin-form target, no body, no
+        ``Connection: close``, ``Expect`` or ``Upgrade``: everything else is the workers' job.
+        """
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0 or self.cache is None:
+            return None
+        line = _PLAIN_REQUEST.match(buffer, 0, end + 2)
+        if line is None or _WORKER_HEADER.search(buffer, line.end() - 1, end + 2) is not None:
+            return None
+        reply = self.cache.lookup(line[2].decode("latin-1"), now)
+        if reply is None:
+            return None
+        return reply[line[1] == b"HEAD"], end + 4
 
     def _dispatch(self, held: dict[socket.socket, _Connection], connection: _Connection) -> None:
         try:
@@ -447,13 +583,18 @@ class MetricsServer:
 
     def _serve(self, connection: _Connection) -> None:
         for _ in range(_BURST):
-            request = _Input(connection.sock, connection.buffer, time.monotonic() + self.head_timeout)
+            head = connection.buffer
+            request = _Input(connection.sock, head, time.monotonic() + self.head_timeout)
             handler = _Handler(connection.sock, connection.address, self, request)
             if handler.close_connection:
                 self._linger(connection)
                 break
             connection.buffer = request.leftover()
             connection.deadline = time.monotonic() + self.idle_timeout
+            # A request the cache answers now (its snapshot was just taken): the client's next
+            # ones are the selector thread's, so that workers do not contend with it for the GIL.
+            if self.cache is not None and self._cached_reply(head, time.monotonic()) is not None:
+                break
             if not self._next_request_now(connection):
                 break
         connection.sock.setblocking(False)

@@ -86,7 +86,10 @@ def test_demo_serves_every_hooks_families_and_prints_the_summary(tmp_path: Path)
             process.wait()
     assert process.returncode == 0, stderr
     assert stderr == ""
-    assert stdout.startswith(f"otel-pipeline demo: metrics at {base}/metrics, running for 3 s\n")
+    assert stdout.startswith(
+        f"otel-pipeline demo: live page at {base}/\n"  # the page's address first
+        f"otel-pipeline demo: metrics at {base}/metrics, running for 3 s\n"
+    )
     assert "Run summary otel-pipeline-demo" in stdout
     missing = expected_families() - seen
     assert missing == set()

@@ -24,13 +24,15 @@ NUMBER_POINT = {
 }
 HISTOGRAM_POINT = {
     "type": "object",
-    "required": ["attributes", "count", "sum", "min", "max"],
+    "required": ["attributes", "count", "sum", "min", "max", "bounds", "buckets"],
     "properties": {
         "attributes": {"type": "object"},
         "count": {"type": "integer", "minimum": 1},
         "sum": {"type": "number"},
         "min": {"type": "number"},
         "max": {"type": "number"},
+        "bounds": {"type": "array", "items": {"type": "number"}},
+        "buckets": {"type": "array", "items": {"type": "integer", "minimum": 0}},
     },
     "additionalProperties": False,
 }
@@ -478,3 +480,30 @@ def test_a_failing_snapshot_is_logged_and_the_thread_keeps_going(caplog: pytest.
 def test_health_score_formula(status: str, statuses: list[str], score: int) -> None:
     components = {str(i): {"status": s} for i, s in enumerate(statuses)}
     assert health_score(status, components) == score
+
+
+def test_histogram_points_carry_their_bucket_counts(url: str) -> None:
+    from otel_pipeline._internal.runtime import current
+
+    pipeline = current()
+    assert pipeline is not None
+    provider = pipeline.meter_provider
+    assert provider is not None
+    latency = provider.get_meter("app").create_histogram(
+        "app.latency", "s", explicit_bucket_boundaries_advisory=[0.1, 1.0]
+    )
+    for value in (0.05, 0.5, 0.7, 5.0):
+        latency.record(value, {"route": "/orders"})
+    status, body = get(f"{url}/stats/other")
+    assert status == 200
+    assert body["hooks"]["other"]["*"]["app.latency"]["points"] == [
+        {
+            "attributes": {"route": "/orders"},
+            "count": 4,
+            "sum": 6.25,
+            "min": 0.05,
+            "max": 5.0,
+            "bounds": [0.1, 1.0],
+            "buckets": [1, 2, 1],
+        }
+    ]

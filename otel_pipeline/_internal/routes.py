@@ -1,4 +1,7 @@
-"""The routes every server gets: /metrics and /health. Later hooks add theirs the same way."""
+"""The routes every server gets: /metrics, /health and the page. Later hooks add theirs the same way.
+
+The JSON endpoints are then served from snapshots (``snapshot.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otel_pipeline._internal.errors import logger
+from otel_pipeline._internal.page import install_page
+from otel_pipeline._internal.snapshot import install_snapshots
 from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.server import MetricsServer, Response, json_response
 
@@ -96,3 +101,4 @@ def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: 
     server.add_route("/health", health)
     for installer in ROUTE_INSTALLERS:
         installer(server, pipeline)
+    install_page(server, install_snapshots(server, pipeline))

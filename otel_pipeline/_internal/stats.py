@@ -127,6 +127,9 @@ def stats_document(
                     "sum": point.sum,
                     "min": point.min,
                     "max": point.max,
+                    # Upper bounds and the count in each bucket (one more: past the last bound).
+                    "bounds": list(point.explicit_bounds),
+                    "buckets": list(point.bucket_counts),
                 }
             )
         else:

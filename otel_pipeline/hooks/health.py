@@ -31,6 +31,7 @@ from otel_pipeline._internal.errors import logger
 from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
 from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.snapshot import invalidate as invalidate_snapshots
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
 from otel_pipeline._internal.validation import MAX_AMOUNT, check_flag, check_seconds, safe_repr
@@ -457,12 +458,14 @@ def register_health_check(
     check_flag("critical", critical)
     with _REGISTRY_LOCK:
         _CHECKS[name] = _Check(probe, critical)
+    invalidate_snapshots()  # /health and /stats show the change at once
 
 
 def unregister_health_check(name: str) -> None:
     """Stop running the health check ``name`` (nothing happens if there is none)."""
     with _REGISTRY_LOCK:
         _CHECKS.pop(name, None)
+    invalidate_snapshots()  # /health and /stats show the change at once
 
 
 def _check_status(outcome: Outcome) -> tuple[str, dict[str, Any]]:
@@ -535,12 +538,14 @@ def register_collector(
     probe = _Probe(name, function, _check_positive("timeout", timeout), _check_ttl(ttl), available)
     with _REGISTRY_LOCK:
         _COLLECTORS[name] = probe
+    invalidate_snapshots()  # /health and /stats show the change at once
 
 
 def unregister_collector(name: str) -> None:
     """Stop running the stats collector ``name`` (nothing happens if there is none)."""
     with _REGISTRY_LOCK:
         _COLLECTORS.pop(name, None)
+    invalidate_snapshots()  # /health and /stats show the change at once
 
 
 def collector_names() -> list[str]:
