@@ -28,15 +28,14 @@ from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import check_flag, countable, safe_repr
-from otel_pipeline.hooks.events import check_id
+from otel_pipeline._internal.validation import amount, countable, flag, identifier, label, safe_repr
 
 __all__ = ["Queue", "queue"]
 
@@ -342,8 +341,9 @@ class Queue(Hook):
 
     def enqueued(self, count: int = 1, *, priority: str | int | None = None) -> None:
         """Count ``count`` jobs put on the queue (depth +count)."""
-        check_count("count", count)
-        key = _priority(priority)
+        if amount(self, "enqueued", "count", count) is None:
+            return
+        key = _priority(self, "enqueued", priority)
         state = self._current()
         if state is not None:
             state.lane(self, key).enqueued.add(count)
@@ -360,8 +360,9 @@ class Queue(Hook):
         >>> import otel_pipeline as op
         >>> op.queue("emails").dequeued(enqueued_at=time.time() - 0.5)
         """
-        check_count("count", count)
-        self._dequeued(count, _priority(priority), _waited(enqueued_at))
+        if amount(self, "dequeued", "count", count) is None:
+            return
+        self._dequeued(count, _priority(self, "dequeued", priority), _waited(self, "dequeued", enqueued_at))
 
     def _dequeued(self, count: float, priority: str | None, wait: float | None) -> None:
         state = self._current()
@@ -398,34 +399,42 @@ class Queue(Hook):
         state = self._bound
         if state is None:
             if job_id is not None:
-                check_id("job_id", job_id)
-            _waited(enqueued_at)
-            key = _priority(priority)
+                identifier(self, "processing", "job_id", job_id)
+            _waited(self, "processing", enqueued_at)
+            key = _priority(self, "processing", priority)
             return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
         lane = state.lanes.get(priority) if priority is None or type(priority) is str else None
         if lane is None:
-            lane = state.lane(self, _priority(priority))
+            lane = state.lane(self, _priority(self, "processing", priority))
         if enqueued_at is not None:
-            lane.wait_time.record(_waited(enqueued_at))
+            wait = _waited(self, "processing", enqueued_at)
+            if wait is not None:
+                lane.wait_time.record(wait)
         timed = Timed(lane.processing)
         if job_id is not None:
-            timed.span_attributes = {"queue.job.id": check_id("job_id", job_id)}
+            job = identifier(self, "processing", "job_id", job_id)
+            if job is not None:
+                timed.span_attributes = {"queue.job.id": job}
         return timed
 
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
         """Count ``count`` jobs given another attempt; ``requeued``: put back on the queue (depth +count)."""
-        check_count("count", count)
-        check_flag("requeued", requeued)
+        if amount(self, "retried", "count", count) is None:
+            return
+        back = requeued is True or flag(
+            self, "retried", "requeued", requeued, "the retry is counted, the depth left as it is"
+        )
         state = self._current()
         if state is not None:
             state.retried.add(count)
-            if requeued:
+            if back:
                 state.depth.add(count)
 
     def dead_lettered(self, count: int = 1, *, reason: str = "unknown") -> None:
         """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality)."""
-        check_count("count", count)
-        check_name("reason", reason)
+        if amount(self, "dead_lettered", "count", count) is None:
+            return
+        reason = label(self, "dead_lettered", "reason", reason)
         state = self._current()
         if state is not None:
             state.dead_letter_series(self, reason).add(count)
@@ -433,7 +442,8 @@ class Queue(Hook):
 
     def replayed(self, count: int = 1) -> None:
         """Count ``count`` jobs moved from the dead-letter queue back onto the queue."""
-        check_count("count", count)
+        if amount(self, "replayed", "count", count) is None:
+            return
         state = self._current()
         if state is not None:
             state.replayed.add(count)
@@ -516,25 +526,25 @@ def queue(name: str, *, capacity: float | None = None) -> Queue:
 # -- validation --------------------------------------------------------------------------------
 
 
-def _priority(priority: object) -> str | None:
-    """A priority attribute value: None, or a str or int (kept as its str, as Prometheus would)."""
+def _priority(hook: Queue, method: str, priority: object) -> str | None:
+    """A priority attribute value: None, or a str or int (kept as its str, as Prometheus would).
+
+    A bad one is recorded as ``_INVALID`` (one warning).
+    """
     if priority is None:
         return None
-    if isinstance(priority, bool) or not isinstance(priority, (str, int)):
-        raise TypeError(
-            "otel_pipeline: priority must be a str or an int, got "
-            f"{type(priority).__name__} {safe_repr(priority)}"
-        )
-    return check_name("priority", str(priority))
+    return label(hook, method, "priority", priority, ints=True)
 
 
-def _waited(enqueued_at: object) -> float | None:
-    """Seconds since ``enqueued_at`` (a ``time.time()`` value), never negative (clock skew)."""
+def _waited(hook: Queue, method: str, enqueued_at: object) -> float | None:
+    """Seconds since ``enqueued_at`` (a ``time.time()`` value), never negative (clock skew).
+
+    None when not given, or when it is not valid (then recorded without a wait time, one warning).
+    """
     if enqueued_at is None:
         return None
-    check_count("enqueued_at", enqueued_at)
-    assert isinstance(enqueued_at, (int, float))
-    return max(0.0, time() - enqueued_at)
+    at = amount(hook, method, "enqueued_at", enqueued_at, "recorded without a wait time")
+    return None if at is None else max(0.0, time() - at)
 
 
 def _observer(what: str, function: object) -> Callable[[], float | None] | None:
