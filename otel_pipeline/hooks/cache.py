@@ -24,7 +24,7 @@ from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.validation import amount, countable, safe_repr
+from otel_pipeline._internal.validation import MAX_AMOUNT, amount, countable, safe_repr
 
 __all__ = ["Cache", "cache"]
 
@@ -204,24 +204,30 @@ class Cache(Hook):
 
     def hit(self, count: int = 1) -> None:
         """Count ``count`` lookups that found their entry."""
-        if amount(self, "hit", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "hit", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.count(count, 0)
 
     def miss(self, count: int = 1) -> None:
         """Count ``count`` lookups that did not find their entry."""
-        if amount(self, "miss", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "miss", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.count(0, count)
 
     def evicted(self, count: int = 1) -> None:
         """Count ``count`` entries removed to make room (or expired)."""
-        if amount(self, "evicted", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "evicted", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.evictions.add(count)

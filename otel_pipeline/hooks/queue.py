@@ -35,7 +35,15 @@ from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import amount, countable, flag, identifier, label, safe_repr
+from otel_pipeline._internal.validation import (
+    MAX_AMOUNT,
+    amount,
+    countable,
+    flag,
+    identifier,
+    label,
+    safe_repr,
+)
 
 __all__ = ["Queue", "queue"]
 
@@ -341,8 +349,10 @@ class Queue(Hook):
 
     def enqueued(self, count: int = 1, *, priority: str | int | None = None) -> None:
         """Count ``count`` jobs put on the queue (depth +count)."""
-        if amount(self, "enqueued", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "enqueued", "count", count) is None:
+                return
         key = _priority(self, "enqueued", priority)
         state = self._current()
         if state is not None:
@@ -360,8 +370,10 @@ class Queue(Hook):
         >>> import otel_pipeline as op
         >>> op.queue("emails").dequeued(enqueued_at=time.time() - 0.5)
         """
-        if amount(self, "dequeued", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "dequeued", "count", count) is None:
+                return
         self._dequeued(count, _priority(self, "dequeued", priority), _waited(self, "dequeued", enqueued_at))
 
     def _dequeued(self, count: float, priority: str | None, wait: float | None) -> None:
@@ -419,8 +431,10 @@ class Queue(Hook):
 
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
         """Count ``count`` jobs given another attempt; ``requeued``: put back on the queue (depth +count)."""
-        if amount(self, "retried", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "retried", "count", count) is None:
+                return
         back = requeued is True or flag(
             self, "retried", "requeued", requeued, "the retry is counted, the depth left as it is"
         )
@@ -432,8 +446,10 @@ class Queue(Hook):
 
     def dead_lettered(self, count: int = 1, *, reason: str = "unknown") -> None:
         """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality)."""
-        if amount(self, "dead_lettered", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "dead_lettered", "count", count) is None:
+                return
         reason = label(self, "dead_lettered", "reason", reason)
         state = self._current()
         if state is not None:
@@ -442,8 +458,10 @@ class Queue(Hook):
 
     def replayed(self, count: int = 1) -> None:
         """Count ``count`` jobs moved from the dead-letter queue back onto the queue."""
-        if amount(self, "replayed", "count", count) is None:
-            return
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "replayed", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.replayed.add(count)
