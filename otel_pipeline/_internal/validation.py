@@ -330,12 +330,14 @@ def _exact_amount(value: object) -> tuple[float | None, str]:
     return exact, ""
 
 
-def label(hook: Named, method: str, argument: str, value: object, *, ints: bool = False) -> str:
+def label(
+    hook: Named, method: str, argument: str, value: object, *, ints: bool = False, placeholder: str = INVALID
+) -> str:
     """An attribute value given at record time (a priority, a reason, an event type, an action).
 
     Valid: a non-empty str of at most 255 characters, not only spaces (with ``ints``, also an int
-    (not bool), kept as its decimal text). Anything else is recorded as :data:`INVALID`, with one
-    warning.
+    (not bool), kept as its decimal text). Anything else is recorded as ``placeholder``
+    (:data:`INVALID` unless the attribute has a convention of its own), with one warning.
     """
     if type(value) is str and 0 < len(value) <= _NAME_LIMIT and not value.isspace():
         return value
@@ -351,8 +353,8 @@ def label(hook: Named, method: str, argument: str, value: object, *, ints: bool 
             return text
         problem = "empty or too long"
     allowed = "a non-empty str of at most 255 characters" + (" or an int" if ints else "")
-    dropped(hook, method, argument, value, problem, allowed, f"recorded as {INVALID!r}")
-    return INVALID
+    dropped(hook, method, argument, value, problem, allowed, f"recorded as {placeholder!r}")
+    return placeholder
 
 
 def identifier(hook: Named, method: str, argument: str, value: object) -> str | None:

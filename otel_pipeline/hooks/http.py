@@ -35,7 +35,7 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope, error_type
-from otel_pipeline._internal.validation import dropped, safe_repr
+from otel_pipeline._internal.validation import dropped, label, safe_repr
 
 __all__ = ["ASGIMiddleware", "HttpClient", "HttpRequest", "WSGIMiddleware", "http_client"]
 
@@ -595,8 +595,7 @@ class HttpClient(Hook):
         non-empty str is recorded as ``_OTHER``, a ``url`` that is not a str without an address
         (one warning each); the block runs either way.
         """
-        if type(method) is not str or not 0 < len(method) <= 255 or method.isspace():
-            method = _bad_method(self, method)
+        method = label(self, "request", "method", method, placeholder="_OTHER")  # as unknown methods are
         if type(url) is not str:
             url = _bad_url(self, url)
         bound = self._current()
@@ -605,15 +604,6 @@ class HttpClient(Hook):
             return _UnboundCall(factory)
         instrument, tracer = bound
         return Timed(_ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory))
-
-
-def _bad_method(hook: HttpClient, method: object) -> str:
-    """The method of a request given one that is not a method: ``_OTHER`` (one warning)."""
-    if isinstance(method, str) and 0 < len(method) <= 255 and not method.isspace():
-        return str.__str__(method)  # a str subclass, as the str it is
-    problem = "wrong type" if not isinstance(method, str) else "empty or too long"
-    dropped(hook, "request", "method", method, problem, "a non-empty str", "recorded as '_OTHER'")
-    return "_OTHER"
 
 
 def _bad_url(hook: HttpClient, url: object) -> str:

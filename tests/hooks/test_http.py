@@ -384,7 +384,7 @@ BAD_REQUESTS = {
         {"http.request.method": "_OTHER", "server.address": "x.example", "server.port": 443},
         "request(method='')",
         "empty or too long",
-        "method must be a non-empty str; recorded as '_OTHER'",
+        "method must be a non-empty str of at most 255 characters; recorded as '_OTHER'",
     ),
     "method int": (
         (7, "https://x.example/a"),
