@@ -414,3 +414,13 @@ def test_a_wrapped_cache_that_is_dropped_stops_being_reported() -> None:
         assert cache_points(capture, "cache.entries", "dropped") == []
         assert op.cache("dropped")._sources == []
         assert capture.value("cache.misses", attrs("dropped")) == 1
+
+
+def test_a_float_count_takes_the_slow_check_and_is_counted(capture: Capture) -> None:
+    c = op.cache("c")
+    c.hit(2.0)  # type: ignore[arg-type]
+    c.miss(0.5)  # type: ignore[arg-type]
+    c.evicted(3.0)  # type: ignore[arg-type]
+    assert capture.value("cache.hits", C) == 2
+    assert capture.value("cache.misses", C) == 0.5
+    assert capture.value("cache.evictions", C) == 3

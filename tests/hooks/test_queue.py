@@ -618,3 +618,23 @@ def test_a_depth_observed_before_configure_is_reported_once_configured(mode: str
     finally:
         early.observe_depth(None)
         early.observe_dead_letter_depth(None)
+
+
+def test_a_float_or_int_subclass_count_takes_the_slow_check_and_is_counted(capture: Capture) -> None:
+    class Count(int):
+        pass
+
+    q = op.queue("q")
+    q.enqueued(2.0)  # type: ignore[arg-type]
+    q.enqueued(Count(3))
+    q.dequeued(0.5)  # type: ignore[arg-type]
+    q.retried(1.0)  # type: ignore[arg-type]
+    q.dead_lettered(Count(2))
+    q.replayed(1.0)  # type: ignore[arg-type]
+    name = {"queue.name": "q"}
+    assert capture.value("queue.jobs.enqueued", name) == 5
+    assert capture.value("queue.jobs.dequeued", name) == 0.5
+    assert capture.value("queue.jobs.retried", name) == 1
+    assert capture.value("queue.jobs.replayed", name) == 1
+    assert capture.value("queue.dead_letter.depth", name) == 1
+    assert capture.value("queue.depth", name) == 5 - 0.5 + 1 + 1
