@@ -49,8 +49,6 @@ __all__ = [
     "Batch",
     "Continued",
     "NoopContinued",
-    "check_carrier",
-    "check_carriers",
     "decorate_calls",
     "inject",
     "publish",
@@ -102,16 +100,6 @@ def _propagation() -> _Propagation:
 # -- producer ------------------------------------------------------------------------------------
 
 
-def check_carrier(carrier: object) -> MutableMapping[str, str]:
-    """A carrier to write into: a mutable mapping (a dict of headers)."""
-    if not isinstance(carrier, MutableMapping):
-        raise TypeError(
-            "otel_pipeline: carrier must be a mutable mapping (e.g. a dict of message headers) to write "
-            f"the trace context into, got {type(carrier).__name__} {carrier!r}"
-        )
-    return carrier
-
-
 def inject(carrier: MutableMapping[str, str]) -> None:
     """Write the current trace context into ``carrier`` (nothing when no span context is current)."""
     how = _propagation()
@@ -154,16 +142,6 @@ def publish(
 
 
 # -- consumer ------------------------------------------------------------------------------------
-
-
-def check_carriers(carriers: object) -> Sequence[object]:
-    """The carriers of a batch: a list or tuple (each item a mapping; malformed ones are ignored)."""
-    if not isinstance(carriers, (list, tuple)):
-        raise TypeError(
-            "otel_pipeline: carriers must be a list or tuple of the batch's jobs' carriers, got "
-            f"{type(carriers).__name__} {carriers!r}"
-        )
-    return carriers
 
 
 class _Remote(NonRecordingSpan):

@@ -2,10 +2,17 @@
 
 The rule (docs/core.md, "Values: what is checked where"):
 
-* An argument of a hook call (a name, a count, a timestamp, a timeout, an option) is checked at
-  the call, configured or not: a wrong type raises ``TypeError``, a value out of range
-  (negative, nan, inf, past :data:`MAX_AMOUNT`) raises ``ValueError``, each naming the value
-  (:func:`safe_repr`) and what is allowed. These are programming errors, found at once.
+* Record time never raises. An argument of a call that records something on an existing hook
+  (a count, a timestamp, a size, a priority, a reason, an id, a flag) is checked at the call,
+  configured or not; a bad one is dropped with one warning per hook kind, method, argument and
+  kind of problem, naming the hook, the call, the value (:func:`safe_repr`) and what is allowed
+  (:func:`amount`, :func:`label`, :func:`identifier`, :func:`flag`). What is dropped is what
+  that argument would have recorded: a bad count drops the call; a bad attribute value is
+  recorded as :data:`INVALID`; a bad id, timestamp or flag is left out of what the call records.
+* Hook creation and configuration raise. A hook's name, a capacity, an interval, a timeout,
+  an option, a function to register: a wrong type raises ``TypeError``, a value out of range
+  ``ValueError``, each naming the value and what is allowed (:func:`check_name`,
+  :func:`check_count`, :func:`check_seconds`, :func:`check_flag`). These are found at start-up.
 * A value otel_pipeline reads itself (an observer function, a cache's ``cache_info()``, a
   ``count_items()`` result, a resource sample) never raises: a bad one is dropped with one
   warning naming the hook and the value (:func:`observed`).
@@ -21,23 +28,31 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Protocol
 
 from otel_pipeline._internal.errors import warn_once
 
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "INVALID",
     "MAX_AMOUNT",
     "MAX_SECONDS",
+    "Named",
+    "amount",
     "check_count",
     "check_flag",
     "check_name",
     "check_seconds",
     "countable",
     "drop_point",
+    "dropped",
     "exportable",
     "finite",
+    "flag",
+    "identifier",
     "is_amount",
+    "label",
     "observed",
     "safe_repr",
 ]
@@ -48,7 +63,12 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 #: The longest timeout or interval, in seconds (31.7 years; below every platform's wait limit).
 MAX_SECONDS = min(1e9, threading.TIMEOUT_MAX)
+#: What a bad attribute value given at record time (a priority, a reason, an event type) is
+#: recorded as, so that totals stay exact and the problem shows on dashboards too.
+INVALID = "_INVALID"
 _REPR_LIMIT = 200
+_NAME_LIMIT = 255
+_LABEL_INT_LIMIT = 10**_NAME_LIMIT  # an int attribute value has at most 255 digits
 _FLOAT_LIMIT = 2**1024  # ints from here on have no float
 
 
@@ -232,4 +252,131 @@ def observed(hook: str, name: str, what: str, value: object, *, minimum: float |
         safe_repr(value),
         allowed,
     )
+    return None
+
+
+# -- record time: a bad argument is dropped with one warning, never raised ------------------------
+
+
+class Named(Protocol):
+    """What a record-time check names in its warning: a hook (its kind and name)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+_AMOUNT_ALLOWED = f"a number >= 0 (an int or float, finite, at most 2**53 = {MAX_AMOUNT})"
+#: What a dropped count costs; the other outcomes are given by the calls.
+NOT_RECORDED = "nothing is recorded for this call"
+
+
+def dropped(
+    hook: Named, method: str, argument: str, value: object, problem: str, allowed: str, outcome: str
+) -> None:
+    """Say once per (hook kind, method, argument, problem) that a record-time argument was dropped.
+
+    The key holds no hook name and no value, so a program passing a million bad values to a
+    million hooks still keeps one key per place and kind of mistake (memory stays bounded).
+    """
+    warn_once(
+        f"dropped:{hook.kind}:{method}:{argument}:{problem}",
+        "%s %r: %s(%s=%s) is not valid (%s): %s must be %s; %s (said once per %s method and problem)",
+        hook.kind,
+        hook.name,
+        method,
+        argument,
+        safe_repr(value),
+        problem,
+        argument,
+        allowed,
+        outcome,
+        hook.kind,
+    )
+
+
+def amount(
+    hook: Named, method: str, argument: str, value: object, outcome: str = NOT_RECORDED
+) -> float | None:
+    """A count, amount or timestamp given at record time: the value, or None when it is dropped.
+
+    Valid: an int or float (not bool), finite, from 0 to :data:`MAX_AMOUNT`; a subclass's value
+    comes back as an exact int or float. Anything else is None, with one warning (:func:`dropped`).
+    The usual int or float takes one type test and one comparison; nan fails every comparison.
+    """
+    cls = type(value)
+    if (cls is int or cls is float) and 0 <= value <= MAX_AMOUNT:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    exact, problem = _exact_amount(value)
+    if exact is None:
+        dropped(hook, method, argument, value, problem, _AMOUNT_ALLOWED, outcome)
+    return exact
+
+
+def _exact_amount(value: object) -> tuple[float | None, str]:
+    """(``value`` as an exact int or float, "") when valid, else (None, the kind of problem)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, "wrong type"
+    # The base class's own conversion: a subclass's overrides are never called.
+    exact: float = int.__int__(value) if isinstance(value, int) else float.__float__(value)
+    if isinstance(exact, float) and exact - exact != 0.0:
+        return None, "not finite"
+    if exact < 0:
+        return None, "negative"
+    if exact > MAX_AMOUNT:
+        return None, "too large"
+    return exact, ""
+
+
+def label(
+    hook: Named, method: str, argument: str, value: object, *, ints: bool = False, placeholder: str = INVALID
+) -> str:
+    """An attribute value given at record time (a priority, a reason, an event type, an action).
+
+    Valid: a non-empty str of at most 255 characters, not only spaces (with ``ints``, also an int
+    (not bool), kept as its decimal text). Anything else is recorded as ``placeholder``
+    (:data:`INVALID` unless the attribute has a convention of its own), with one warning.
+    """
+    if type(value) is str and 0 < len(value) <= _NAME_LIMIT and not value.isspace():
+        return value
+    text: str | None = None
+    problem = "wrong type"
+    if isinstance(value, str):
+        text = str.__str__(value)  # an exact str; a subclass's __str__ is never called
+    elif ints and isinstance(value, int) and not isinstance(value, bool):
+        number = int.__int__(value)  # an exact int; a subclass's comparisons are never called
+        text = int.__repr__(number) if -_LABEL_INT_LIMIT < number < _LABEL_INT_LIMIT else ""
+    if text is not None:
+        if 0 < len(text) <= _NAME_LIMIT and not text.isspace():
+            return text
+        problem = "empty or too long"
+    allowed = "a non-empty str of at most 255 characters" + (" or an int" if ints else "")
+    dropped(hook, method, argument, value, problem, allowed, f"recorded as {placeholder!r}")
+    return placeholder
+
+
+def identifier(hook: Named, method: str, argument: str, value: object) -> str | None:
+    """An id for a span attribute (a job or event id): its text, or None (left off, one warning)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return int.__repr__(value)
+        except ValueError:  # past Python's int-to-str digit limit
+            problem = "too large"
+    else:
+        problem = "wrong type"
+    dropped(hook, method, argument, value, problem, "a str or an int", "left off the span")
+    return None
+
+
+def flag(hook: Named, method: str, argument: str, value: object, outcome: str) -> bool | None:
+    """A yes/no argument given at record time: True or False exactly, else None (one warning)."""
+    if value is True or value is False:
+        return value
+    dropped(hook, method, argument, value, "wrong type", "True or False", outcome)
     return None

@@ -29,7 +29,7 @@ from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import check_seconds, safe_repr
+from otel_pipeline._internal.validation import check_seconds, label, safe_repr
 
 __all__ = ["Actions", "InstrumentedExecutor", "actions"]
 
@@ -120,7 +120,9 @@ class Actions(Hook):
 
         Counted by outcome and timed, with a span ``actions.execute <executor> <action>``. With a
         ``timeout`` (seconds), async calls are cancelled at the timeout and raise ``TimeoutError``;
-        sync calls that ran past it are counted as timeouts.
+        sync calls that ran past it are counted as timeouts. A bad ``action`` is recorded as
+        ``_INVALID`` (one warning); a bad ``timeout`` changes what the call does, so it raises
+        ``TypeError``/``ValueError`` like any option.
 
         >>> import asyncio
         >>> import otel_pipeline as op
@@ -136,7 +138,7 @@ class Actions(Hook):
         bound = self._current()
         if bound is None:
             if timeout is None:
-                return Noop(functools.partial(self.track, check_name("action", action)))
+                return Noop(functools.partial(self.track, label(self, "track", "action", action)))
             return Timed(self._untraced_operation(key, action, timeout))
         operation = None if key is None else bound.operations.get(key)
         if operation is None:
@@ -174,8 +176,11 @@ class Actions(Hook):
         )
 
     def _operation(self, bound: _Bound, action: str, timeout: float | None) -> _Action:
-        check_name("action", action)
         timeout = check_timeout(timeout)
+        action = label(self, "track", "action", action)
+        known = bound.operations.get((action, timeout))
+        if known is not None:  # a bad action, recorded as _INVALID
+            return known
         pipeline = bound.pipeline
         assert pipeline.registry is not None
         attributes = {EXECUTOR: self.name, ACTION: action}
@@ -204,8 +209,8 @@ class Actions(Hook):
     def _untraced_operation(self, key: Key | None, action: str, timeout: float | None) -> Operation:
         operation = None if key is None else self._untraced.get(key)
         if operation is None:
-            check_name("action", action)
             timeout = check_timeout(timeout)
+            action = label(self, "track", "action", action)
             operation = Operation(
                 _UNTRACED,
                 f"actions.execute {self.name} {action}",

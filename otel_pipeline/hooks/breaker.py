@@ -24,7 +24,7 @@ from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
 from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.validation import safe_repr
+from otel_pipeline._internal.validation import dropped
 
 if TYPE_CHECKING:
     import pybreaker
@@ -71,16 +71,18 @@ CALLS = declare(
 )
 
 
-def _state_name(state: object) -> str:
-    if not isinstance(state, str):
-        raise TypeError(f"otel_pipeline: circuit breaker state must be a str, got {type(state).__name__}")
-    name = _ALIASES.get(state.lower(), state.lower())
-    if name not in STATES:
-        raise ValueError(
-            f"otel_pipeline: circuit breaker state {safe_repr(state)} is not valid; use one of "
-            + ", ".join(map(repr, STATES))
-        )
-    return name
+def _state_name(hook: CircuitBreaker, state: object) -> str | None:
+    """The state's name, or None when it is not one (dropped with one warning)."""
+    name = None
+    if isinstance(state, str):
+        lower = str.lower(state)
+        name = _ALIASES.get(lower, lower)
+    if name in STATES:
+        return name
+    problem = "not a state" if isinstance(state, str) else "wrong type"
+    allowed = "one of " + ", ".join(map(repr, STATES))
+    dropped(hook, "record_state", "state", state, problem, allowed, "the state is not recorded")
+    return None
 
 
 class _Bound:
@@ -147,9 +149,12 @@ class CircuitBreaker(Hook):
         """The breaker is now in ``state`` (``"closed"``, ``"open"`` or ``"half_open"``).
 
         A change of state counts a transition (and a trip when it is to open); recording the
-        current state again only refreshes the gauge. ``ValueError`` for another state name.
+        current state again only refreshes the gauge. Another value is not recorded (one
+        warning).
         """
-        name = _state_name(state)
+        name = _state_name(self, state)
+        if name is None:
+            return
         bound = self._current()
         if bound is not None:
             bound.move_to(name)
@@ -307,8 +312,9 @@ _INSTRUMENTED: weakref.WeakKeyDictionary[Any, CircuitBreaker] = weakref.WeakKeyD
 @never_raises("pybreaker state")
 def _sync(breaker: Any, hook: CircuitBreaker) -> None:
     bound = hook._current()
-    if bound is not None:
-        bound.sync(_state_name(breaker.current_state))
+    name = _state_name(hook, breaker.current_state)
+    if bound is not None and name is not None:
+        bound.sync(name)
 
 
 def _bind_instrumented(pipeline: Pipeline) -> None:

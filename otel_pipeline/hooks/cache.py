@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.validation import countable, safe_repr
+from otel_pipeline._internal.validation import MAX_AMOUNT, amount, countable, safe_repr
 
 __all__ = ["Cache", "cache"]
 
@@ -204,21 +204,30 @@ class Cache(Hook):
 
     def hit(self, count: int = 1) -> None:
         """Count ``count`` lookups that found their entry."""
-        check_count("count", count)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "hit", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.count(count, 0)
 
     def miss(self, count: int = 1) -> None:
         """Count ``count`` lookups that did not find their entry."""
-        check_count("count", count)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "miss", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.count(0, count)
 
     def evicted(self, count: int = 1) -> None:
         """Count ``count`` entries removed to make room (or expired)."""
-        check_count("count", count)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "evicted", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.evictions.add(count)
@@ -228,14 +237,19 @@ class Cache(Hook):
     ) -> None:
         """Set the cache's current size: entries, bytes used, and its capacity in entries.
 
-        A value set replaces a function given to :meth:`observe_size` for the same size.
+        A value set replaces a function given to :meth:`observe_size` for the same size; one
+        that is None is not set. One that is not a number >= 0 is dropped (one warning) and
+        the others are set.
 
         >>> import otel_pipeline as op
         >>> op.cache("users").set_size(entries=10, bytes=4096, max_entries=1000)
         """
-        given = _given(entries=entries, bytes=bytes, max_entries=max_entries)
-        for key, value in given.items():
-            check_count(key, value)
+        given: dict[str, float] = {}
+        for key, value in (("entries", entries), ("bytes", bytes), ("max_entries", max_entries)):
+            if value is not None:
+                exact = amount(self, "set_size", key, value, "that size is not set")
+                if exact is not None:
+                    given[key] = exact
         for key in given:
             self._observed.pop(key, None)
         state = self._current()

@@ -17,11 +17,12 @@ from time import time
 from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, check_count, get_hook
+from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, TimedScope
+from otel_pipeline._internal.validation import amount
 
 __all__ = ["Checkpoint", "checkpoint"]
 
@@ -114,13 +115,14 @@ class Checkpoint(Hook):
         """Count one recovery from this checkpoint.
 
         ``saved_at`` (unix seconds), when the checkpoint's own save time is known, becomes the
-        last-success time, so staleness is measured right after a restart too.
+        last-success time, so staleness is measured right after a restart too; one that is not
+        a number >= 0 is left out (one warning) and the recovery is still counted.
 
         >>> import otel_pipeline as op
         >>> op.checkpoint("listener-1").recovered(saved_at=1_700_000_000.0)
         """
         if saved_at is not None:
-            check_count("saved_at", saved_at)
+            saved_at = amount(self, "recovered", "saved_at", saved_at, "the recovery is counted without it")
         bound = self._current()
         if bound is not None:
             bound.recoveries.add(1)

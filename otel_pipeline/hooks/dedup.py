@@ -19,7 +19,7 @@ from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.validation import safe_repr
+from otel_pipeline._internal.validation import NOT_RECORDED, flag
 
 __all__ = ["Dedup", "dedup"]
 
@@ -79,11 +79,9 @@ class Dedup(Hook):
         >>> op.dedup("events").check(duplicate=True)
         True
         """
-        if not isinstance(duplicate, bool):
-            raise TypeError(
-                f"otel_pipeline: check(duplicate=...) must be True or False, "
-                f"got {type(duplicate).__name__} {safe_repr(duplicate)}"
-            )
+        if duplicate is not True and duplicate is not False:
+            flag(self, "check", "duplicate", duplicate, NOT_RECORDED)
+            return duplicate
         state = self._current()
         if state is not None:
             state.checks.add(1)

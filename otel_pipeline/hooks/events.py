@@ -12,12 +12,12 @@ import functools
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import warn_once
-from otel_pipeline._internal.hook import Hook, check_name, get_hook
+from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, TimedScope
-from otel_pipeline._internal.validation import safe_repr
+from otel_pipeline._internal.validation import identifier, label
 
 __all__ = ["Events", "events"]
 
@@ -52,15 +52,6 @@ IN_FLIGHT = declare(
 _MAX_TYPES = 256
 
 
-def check_id(what: str, value: object) -> str:
-    """An identifier for a span attribute (an event or job id): a str or an int."""
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise TypeError(
-            f"otel_pipeline: {what} must be a str or an int, got {type(value).__name__} {safe_repr(value)}"
-        )
-    return str(value)
-
-
 class _Bound:
     __slots__ = ("operations", "pipeline")
 
@@ -90,18 +81,21 @@ class Events(Hook):
 
         Counts it by outcome, times it, holds it in flight meanwhile and gives it a span named
         ``events.process <source> <event_type>``; ``event_id`` (high-cardinality) goes on the
-        span only.
+        span only. A bad ``event_type`` is recorded as ``_INVALID`` and a bad ``event_id`` left
+        off the span (one warning each); the block runs either way.
 
         >>> import otel_pipeline as op
         >>> async def handle() -> None:
         ...     async with op.events("orders").process("order.created"):
         ...         pass
         """
-        span_attributes = None if event_id is None else {"event.id": check_id("event_id", event_id)}
+        span_attributes = None
+        if event_id is not None:
+            event_text = identifier(self, "process", "event_id", event_id)
+            span_attributes = None if event_text is None else {"event.id": event_text}
         bound = self._current()
         if bound is None:
-            check_name("event_type", event_type)
-            return Noop(functools.partial(self.process, event_type))
+            return Noop(functools.partial(self.process, label(self, "process", "event_type", event_type)))
         operation = bound.operations.get(event_type) if type(event_type) is str else None
         if operation is None:
             operation = self._operation(bound, event_type)
@@ -110,7 +104,10 @@ class Events(Hook):
         return timed
 
     def _operation(self, bound: _Bound, event_type: str) -> OutcomeOperation:
-        check_name("event_type", event_type)
+        event_type = label(self, "process", "event_type", event_type)
+        known = bound.operations.get(event_type)
+        if known is not None:  # a bad event type, recorded as _INVALID
+            return known
         pipeline = bound.pipeline
         assert pipeline.registry is not None
         attributes = {SOURCE: self.name, TYPE: event_type}

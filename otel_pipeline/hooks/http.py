@@ -30,12 +30,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_name, get_hook
+from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope, error_type
-from otel_pipeline._internal.validation import safe_repr
+from otel_pipeline._internal.validation import dropped, label, safe_repr
 
 __all__ = ["ASGIMiddleware", "HttpClient", "HttpRequest", "WSGIMiddleware", "http_client"]
 
@@ -593,17 +593,27 @@ class HttpClient(Hook):
 
         Also ``async with``. An exception leaving the block is recorded as ``error.type`` and
         re-raised; a status of 400 or more is recorded as an error too. The span is a ``CLIENT``
-        span named after the method, a child of the current span.
+        span named after the method, a child of the current span. A ``method`` that is not a
+        non-empty str is recorded as ``_OTHER``, a ``url`` that is not a str without an address
+        (one warning each); the block runs either way.
         """
-        check_name("method", method)
-        if not isinstance(url, str):
-            raise TypeError(f"otel_pipeline: url must be a str, got {type(url).__name__} {safe_repr(url)}")
+        method = label(self, "request", "method", method, placeholder="_OTHER")  # as unknown methods are
+        if type(url) is not str:
+            url = _bad_url(self, url)
         bound = self._current()
         factory = lambda: self.request(method, url)  # noqa: E731
         if bound is None:
             return _UnboundCall(factory)
         instrument, tracer = bound
         return Timed(_ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory))
+
+
+def _bad_url(hook: HttpClient, url: object) -> str:
+    """The URL of a request given one that is not a str: none (recorded without an address)."""
+    if isinstance(url, str):
+        return str.__str__(url)
+    dropped(hook, "request", "url", url, "wrong type", "a str", "recorded without an address")
+    return ""
 
 
 def http_client(name: str) -> HttpClient:

@@ -30,7 +30,6 @@ from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import (
     OVERFLOW_NAME,
     Hook,
-    check_count,
     check_name,
     get_hook,
     state_on,
@@ -40,7 +39,7 @@ from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
-from otel_pipeline._internal.validation import is_amount, safe_repr
+from otel_pipeline._internal.validation import amount, is_amount, safe_repr
 
 __all__ = [
     "ActiveStage",
@@ -219,6 +218,8 @@ class StageRun:
     """
 
     __slots__ = ("_items", "items", "name", "pipeline", "run", "started")
+    #: How record-time warnings name it (with its stage name).
+    kind: ClassVar[str] = "pipeline stage"
 
     def __init__(self, pipeline: str, name: str, run: Run | None, items_series: Any) -> None:
         self.pipeline = pipeline
@@ -229,11 +230,13 @@ class StageRun:
         self._items = items_series
 
     def processed(self, count: float = 1) -> None:
-        """Count ``count`` items processed by this stage (a number >= 0)."""
-        check_count("count", count)
-        self.items += count
+        """Count ``count`` items processed by this stage (a number >= 0; else not counted, one warning)."""
+        items = amount(self, "processed", "count", count)
+        if items is None:
+            return
+        self.items += items
         if self._items is not None:
-            self._items.add(count)
+            self._items.add(items)
 
 
 class _RunOp(OutcomeOperation):
@@ -456,7 +459,9 @@ class _NoopStage(Noop):
     __slots__ = ()
 
     def __enter__(self) -> Any:
-        return StageRun("", "", None, None)
+        factory = self._factory  # partial(stage, name, ...): the name, for a warning to give
+        name = factory.args[0] if isinstance(factory, functools.partial) and factory.args else ""
+        return StageRun("", name, None, None)
 
     async def __aenter__(self) -> Any:
         return self.__enter__()

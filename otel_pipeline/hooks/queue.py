@@ -28,19 +28,27 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from otel_pipeline._internal import carrier as carriers_module
 from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import check_flag, countable, safe_repr
-from otel_pipeline.hooks.events import check_id
+from otel_pipeline._internal.validation import (
+    MAX_AMOUNT,
+    amount,
+    check_name,
+    countable,
+    dropped,
+    flag,
+    identifier,
+    label,
+    safe_repr,
+)
 
 __all__ = ["Queue", "queue"]
 
@@ -430,8 +438,11 @@ class Queue(Hook):
         >>> headers: dict[str, str] = {}
         >>> op.queue("emails").enqueued(job_type="welcome", carrier=headers)
         """
-        check_count("count", count)
-        key = None if priority is None else _priority(priority)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "enqueued", "count", count) is None:
+                return
+        key = _priority(self, "enqueued", priority)
         if job_type is not None or carrier is not None:
             self._enqueued(count, key, job_type, carrier)
             return
@@ -445,9 +456,18 @@ class Queue(Hook):
     ) -> None:
         """enqueued() given a job type or a carrier (kept off the plain call's path)."""
         if job_type is not None:
-            check_name("job_type", job_type)
-        if carrier is not None:
-            carriers_module.check_carrier(carrier)
+            job_type = label(self, "enqueued", "job_type", job_type)
+        if carrier is not None and not isinstance(carrier, MutableMapping):
+            dropped(
+                self,
+                "enqueued",
+                "carrier",
+                carrier,
+                "wrong type",
+                "a mutable mapping (a dict of message headers)",
+                "the job is counted, no trace context is written",
+            )
+            carrier = None
         state = self._current()
         if state is not None:
             lane = (
@@ -469,8 +489,11 @@ class Queue(Hook):
         >>> import otel_pipeline as op
         >>> op.queue("emails").dequeued(enqueued_at=time.time() - 0.5)
         """
-        check_count("count", count)
-        self._dequeued(count, _priority(priority), _waited(enqueued_at))
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "dequeued", "count", count) is None:
+                return
+        self._dequeued(count, _priority(self, "dequeued", priority), _waited(self, "dequeued", enqueued_at))
 
     def _dequeued(self, count: float, priority: str | None, wait: float | None) -> None:
         state = self._current()
@@ -520,25 +543,30 @@ class Queue(Hook):
             return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
         if state is None:
             if job_id is not None:
-                check_id("job_id", job_id)
+                identifier(self, "processing", "job_id", job_id)
             if enqueued_at is not None:
-                _waited(enqueued_at)
+                _waited(self, "processing", enqueued_at)
             if priority is None:
                 return Noop(self.processing)
-            return Noop(functools.partial(self.processing, priority=_priority(priority)))
+            key = _priority(self, "processing", priority)
+            return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
         if priority is None:
             lane = state.plain
         else:
             found = state.lanes.get(priority) if type(priority) is str else None
-            lane = found if found is not None else state.lane(self, _priority(priority))
+            lane = found if found is not None else state.lane(self, _priority(self, "processing", priority))
         if enqueued_at is not None:
-            lane.wait_time.record(_waited(enqueued_at))
+            wait = _waited(self, "processing", enqueued_at)
+            if wait is not None:
+                lane.wait_time.record(wait)
         if self._carries_items and (item := taken(self)) is not None:
             timed: Timed = Continued(lane.processing, (item,))
         else:
             timed = Timed(lane.processing)
         if job_id is not None:
-            timed.span_attributes = {"queue.job.id": check_id("job_id", job_id)}
+            job = identifier(self, "processing", "job_id", job_id)
+            if job is not None:
+                timed.span_attributes = {"queue.job.id": job}
         return timed
 
     def _processing(
@@ -553,12 +581,12 @@ class Queue(Hook):
     ) -> TimedScope:
         """processing() given a job type or carriers (kept off the plain call's path)."""
         if job_type is not None:
-            check_name("job_type", job_type)
+            job_type = label(self, "processing", "job_type", job_type)
         if carriers is not None:
-            _check_carriers(carrier, carriers)
-        key = None if priority is None else _priority(priority)
-        job = None if job_id is None else check_id("job_id", job_id)
-        wait = None if enqueued_at is None else _waited(enqueued_at)
+            carrier, carriers = _checked_carriers(self, carrier, carriers)
+        key = _priority(self, "processing", priority)
+        job = None if job_id is None else identifier(self, "processing", "job_id", job_id)
+        wait = None if enqueued_at is None else _waited(self, "processing", enqueued_at)
         if state is None:
             return NoopContinued(_factory(self, key, job_type, carrier, carriers))
         if job_type is None:
@@ -581,12 +609,17 @@ class Queue(Hook):
 
     def retried(self, count: int = 1, *, requeued: bool = True) -> None:
         """Count ``count`` jobs given another attempt; ``requeued``: put back on the queue (depth +count)."""
-        check_count("count", count)
-        check_flag("requeued", requeued)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "retried", "count", count) is None:
+                return
+        back = requeued is True or flag(
+            self, "retried", "requeued", requeued, "the retry is counted, the depth left as it is"
+        )
         state = self._current()
         if state is not None:
             state.retried.add(count)
-            if requeued:
+            if back:
                 state.depth.add(count)
 
     def dead_lettered(self, count: int = 1, *, reason: str = "unknown", job_type: str | None = None) -> None:
@@ -594,10 +627,13 @@ class Queue(Hook):
 
         ``job_type`` is the ``job.type`` attribute, as for :meth:`enqueued`.
         """
-        check_count("count", count)
-        check_name("reason", reason)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "dead_lettered", "count", count) is None:
+                return
+        reason = label(self, "dead_lettered", "reason", reason)
         if job_type is not None:
-            check_name("job_type", job_type)
+            job_type = label(self, "dead_lettered", "job_type", job_type)
         state = self._current()
         if state is not None:
             state.dead_letter_series(self, reason, job_type).add(count)
@@ -605,7 +641,10 @@ class Queue(Hook):
 
     def replayed(self, count: int = 1) -> None:
         """Count ``count`` jobs moved from the dead-letter queue back onto the queue."""
-        check_count("count", count)
+        # The usual int passes without a call; anything else is amount()'s to check (or drop).
+        if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
+            if amount(self, "replayed", "count", count) is None:
+                return
         state = self._current()
         if state is not None:
             state.replayed.add(count)
@@ -726,25 +765,25 @@ def queue(name: str, *, capacity: float | None = None) -> Queue:
 # -- validation --------------------------------------------------------------------------------
 
 
-def _priority(priority: object) -> str | None:
-    """A priority attribute value: None, or a str or int (kept as its str, as Prometheus would)."""
+def _priority(hook: Queue, method: str, priority: object) -> str | None:
+    """A priority attribute value: None, or a str or int (kept as its str, as Prometheus would).
+
+    A bad one is recorded as ``_INVALID`` (one warning).
+    """
     if priority is None:
         return None
-    if isinstance(priority, bool) or not isinstance(priority, (str, int)):
-        raise TypeError(
-            "otel_pipeline: priority must be a str or an int, got "
-            f"{type(priority).__name__} {safe_repr(priority)}"
-        )
-    return check_name("priority", str(priority))
+    return label(hook, method, "priority", priority, ints=True)
 
 
-def _waited(enqueued_at: object) -> float | None:
-    """Seconds since ``enqueued_at`` (a ``time.time()`` value), never negative (clock skew)."""
+def _waited(hook: Queue, method: str, enqueued_at: object) -> float | None:
+    """Seconds since ``enqueued_at`` (a ``time.time()`` value), never negative (clock skew).
+
+    None when not given, or when it is not valid (then recorded without a wait time, one warning).
+    """
     if enqueued_at is None:
         return None
-    check_count("enqueued_at", enqueued_at)
-    assert isinstance(enqueued_at, (int, float))
-    return max(0.0, time() - enqueued_at)
+    at = amount(hook, method, "enqueued_at", enqueued_at, "recorded without a wait time")
+    return None if at is None else max(0.0, time() - at)
 
 
 SYSTEM = "messaging.system"
@@ -762,14 +801,33 @@ def _messaging(hook: Queue, operation: str) -> dict[str, Any]:
     return attributes
 
 
-def _check_carriers(carrier: object, carriers: object) -> None:
-    """processing()'s carriers (given): a list or tuple, or a function; never with a carrier."""
+def _checked_carriers(hook: Queue, carrier: Any, carriers: Any) -> tuple[Any, Any]:
+    """processing()'s (carrier, carriers) when carriers is given: a list or tuple, or a function.
+
+    Both given, the batch's carriers win; carriers of another type are dropped: one warning each.
+    """
     if carrier is not None:
-        raise ValueError(
-            "otel_pipeline: processing() takes carrier= (one job) or carriers= (a batch), not both"
+        dropped(
+            hook,
+            "processing",
+            "carrier",
+            carrier,
+            "given with carriers",
+            "left out when carriers= (a batch) is given",
+            "the batch's carriers are used",
         )
-    if not callable(carriers):
-        carriers_module.check_carriers(carriers)
+    if callable(carriers) or isinstance(carriers, (list, tuple)):
+        return None, carriers
+    dropped(
+        hook,
+        "processing",
+        "carriers",
+        carriers,
+        "wrong type",
+        "a list or tuple of the batch's carriers, or a function of the call's arguments",
+        "the job is processed without them",
+    )
+    return None, None
 
 
 def _picked(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

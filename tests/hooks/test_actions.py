@@ -13,10 +13,12 @@ from opentelemetry.trace import StatusCode
 import otel_pipeline as op
 from otel_pipeline._internal import timed as timed_module
 from otel_pipeline._internal.timed import TimedScope
+from otel_pipeline._internal.validation import INVALID
 from otel_pipeline.hooks import actions as actions_module
 from otel_pipeline.hooks.actions import InstrumentedExecutor
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
+from tests.support.dropped import assert_records, key, message
 
 SEND = {"action.executor": "notifier", "action.name": "send_email"}
 OK = {**SEND, "outcome": "success"}
@@ -312,8 +314,6 @@ async def test_wrap_a_callable(capture: Capture) -> None:
     ("call", "error", "message"),
     [
         (lambda: op.actions(""), ValueError, "actions name=''"),
-        (lambda: op.actions("n").track(""), ValueError, "action=''"),
-        (lambda: op.actions("n").track(3), TypeError, "action must be a str, got int 3"),  # type: ignore[arg-type]
         (lambda: op.actions("n").track("a", timeout=0), ValueError, "timeout=0 is not valid"),
         (lambda: op.actions("n").track("a", timeout=-1.5), ValueError, r"timeout=-1.5 is not valid"),
         (lambda: op.actions("n").track("a", timeout=float("nan")), ValueError, "timeout=nan"),
@@ -430,3 +430,50 @@ async def test_too_many_actions_warns_once_and_still_records(
     assert [r.getMessage() for r in caplog.records] == [
         "otel_pipeline: actions 'many' has more than 1 actions; is an id used as action name?"
     ]
+
+
+BAD_ACTIONS = {
+    "empty": ("", "''", "empty or too long"),
+    "int": (3, "3", "wrong type"),
+    "too long": ("x" * 256, "'" + "x" * 196 + "...", "empty or too long"),
+}
+_SAID = "action must be a non-empty str of at most 255 characters; recorded as '_INVALID'"
+
+
+def _act(action: Any, timeout: float | None, ran: list[int]) -> Any:
+    def act() -> None:
+        with op.actions("n").track(action, timeout=timeout):
+            ran.append(1)
+
+    return act
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+@pytest.mark.parametrize(("action", "text", "problem"), BAD_ACTIONS.values(), ids=BAD_ACTIONS.keys())
+def test_a_bad_action_name_is_recorded_as_invalid_with_one_warning(
+    capture: Capture,
+    caplog: pytest.LogCaptureFixture,
+    action: Any,
+    text: str,
+    problem: str,
+    timeout: float | None,
+) -> None:
+    ran: list[int] = []
+    done = {"action__executor": "n", "action__name": INVALID, "outcome": "success"}
+    changes = {key("actions.executed", **done): 1, key("actions.duration", **done): 1}
+    starts = message("actions", "n", f"track(action={text})", problem)
+    assert_records(capture, caplog, _act(action, timeout, ran), changes, starts, _SAID)
+    assert ran == [1, 1]
+    (span, _) = capture.spans(f"actions.execute n {INVALID}")
+    assert dict(span.attributes or {}).get("action.timeout") == timeout
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+@pytest.mark.parametrize(("action", "text", "problem"), BAD_ACTIONS.values(), ids=BAD_ACTIONS.keys())
+def test_a_bad_action_name_never_raises_when_not_configured_either(
+    caplog: pytest.LogCaptureFixture, action: Any, text: str, problem: str, timeout: float | None
+) -> None:
+    ran: list[int] = []
+    starts = message("actions", "n", f"track(action={text})", problem)
+    assert_records(None, caplog, _act(action, timeout, ran), {}, starts, _SAID)
+    assert ran == [1, 1]

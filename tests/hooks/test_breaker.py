@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pybreaker
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import otel_pipeline as op
 from otel_pipeline.hooks import breaker as breaker_module
 from otel_pipeline.testing import Capture
+from tests.support.dropped import assert_records, message
 
 
 @pytest.fixture(autouse=True)
@@ -71,10 +73,6 @@ def test_calls_by_outcome(capture: Capture) -> None:
 
 def test_same_name_same_hook_and_bad_arguments() -> None:
     assert op.circuit_breaker("a") is op.circuit_breaker("a")
-    with pytest.raises(ValueError, match=r"'ajar' is not valid; use one of 'closed', 'open', 'half_open'"):
-        op.circuit_breaker("a").record_state("ajar")
-    with pytest.raises(TypeError, match="must be a str, got int"):
-        op.circuit_breaker("a").record_state(1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="circuit breaker name=''"):
         op.circuit_breaker("")
 
@@ -197,3 +195,29 @@ def test_missing_pybreaker_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
             op.circuit_breaker("no-extra").pybreaker_listener()
     finally:
         breaker_module._listener_class.cache_clear()
+
+
+@pytest.mark.parametrize("configured", [True, False])
+@pytest.mark.parametrize(
+    ("state", "text", "problem"),
+    [("ajar", "'ajar'", "not a state"), (1, "1", "wrong type"), (None, "None", "wrong type")],
+)
+def test_a_state_that_is_not_one_is_not_recorded(
+    caplog: pytest.LogCaptureFixture, state: Any, text: str, problem: str, configured: bool, mode: str
+) -> None:
+    breaker = op.circuit_breaker("a")
+    starts = message("circuit breaker", "a", f"record_state(state={text})", problem)
+    said = "state must be one of 'closed', 'open', 'half_open'; the state is not recorded"
+    if not configured:
+        assert_records(None, caplog, lambda: breaker.record_state(state), {}, starts, said)
+        return
+    with Capture(instrument_mode=mode) as capture:
+        breaker.record_state("open")
+        assert_records(capture, caplog, lambda: breaker.record_state(state), {}, starts, said)
+        assert capture.value("circuit_breaker.state", {"circuit_breaker.name": "a"}) == 1  # still open
+        assert capture.value("circuit_breaker.trips", {"circuit_breaker.name": "a"}) == 1
+
+
+@pytest.fixture(params=["core", "sdk"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

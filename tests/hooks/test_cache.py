@@ -12,6 +12,7 @@ import pytest
 import otel_pipeline as op
 from otel_pipeline.hooks.cache import Cache
 from otel_pipeline.testing import Capture
+from tests.support.dropped import Key, assert_records, key, message
 
 BOTH = pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
 
@@ -293,11 +294,6 @@ def test_same_name_same_hook_and_noop_when_not_configured() -> None:
     [
         (lambda: op.cache(""), ValueError, "cache name=''"),
         (lambda: op.cache(3), TypeError, "cache name must be a str, got int 3"),  # type: ignore[arg-type]
-        (lambda: op.cache("c").hit(-1), ValueError, "count=-1 is not valid; use a number >= 0"),
-        (lambda: op.cache("c").miss("2"), TypeError, "count must be a number, got str '2'"),  # type: ignore[arg-type]
-        (lambda: op.cache("c").evicted(True), TypeError, "count must be a number, got bool True"),
-        (lambda: op.cache("c").set_size(), ValueError, "give at least one of entries=, bytes=, max_entries="),
-        (lambda: op.cache("c").set_size(bytes=-5), ValueError, "bytes=-5 is not valid"),
         (lambda: op.cache("c").observe_size(), ValueError, "give at least one of"),
         (
             lambda: op.cache("c").observe_size(entries=5),  # type: ignore[arg-type]
@@ -317,6 +313,80 @@ def test_bad_arguments_fail_early_with_clear_errors(
     with pytest.raises(error) as raised:
         call()
     assert message in str(raised.value)
+
+
+C = {"cache.name": "c"}
+_NOTHING = "; nothing is recorded for this call"
+#: Record-time calls with a bad argument: the call, what it changes (after both calls), the warning.
+DROPPED: dict[str, tuple[Callable[[Cache], Any], dict[Key, float], str, str, str]] = {
+    "hit(-1)": (lambda c: c.hit(-1), {}, "hit(count=-1)", "negative", _NOTHING),
+    "miss('2')": (lambda c: c.miss("2"), {}, "miss(count='2')", "wrong type", _NOTHING),  # type: ignore[arg-type]
+    "evicted(True)": (lambda c: c.evicted(True), {}, "evicted(count=True)", "wrong type", _NOTHING),
+    "hit(inf)": (lambda c: c.hit(float("inf")), {}, "hit(count=inf)", "not finite", _NOTHING),  # type: ignore[arg-type]
+    "miss(10**400)": (lambda c: c.miss(10**400), {}, "miss(count=<int of 1329 bits>)", "too large", _NOTHING),
+    "set_size(bytes=-5)": (
+        lambda c: c.set_size(bytes=-5),
+        {},
+        "set_size(bytes=-5)",
+        "negative",
+        "; that size is not set",
+    ),
+    "set_size(entries=nan, bytes=7)": (
+        lambda c: c.set_size(entries=float("nan"), bytes=7),
+        {key("cache.size", cache__name="c"): 7 - 100},  # bytes set, entries kept
+        "set_size(entries=nan)",
+        "not finite",
+        "; that size is not set",
+    ),
+    "set_size(max_entries='10')": (
+        lambda c: c.set_size(max_entries="10"),  # type: ignore[arg-type]
+        {},
+        "set_size(max_entries='10')",
+        "wrong type",
+        "; that size is not set",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_at_record_time_is_dropped_with_one_warning(
+    capture: Capture, caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    call, changes, text, problem, outcome = row
+    c = op.cache("c")
+    c.hit(2)
+    c.miss(1)
+    c.set_size(entries=4, bytes=100)
+    assert_records(
+        capture,
+        caplog,
+        lambda: call(c),
+        changes,
+        message("cache", "c", text, problem),
+        outcome,
+        per_call=False,
+    )
+    c.hit()  # and the cache goes on recording
+    assert capture.value("cache.hits", C) == 3
+    assert capture.value("cache.entries", C) == 4
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_never_raises_when_not_configured_either(
+    caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    call, _, text, problem, outcome = row
+    assert_records(
+        None, caplog, lambda: call(op.cache("c")), {}, message("cache", "c", text, problem), outcome
+    )
+
+
+def test_set_size_with_nothing_given_changes_nothing(capture: Capture) -> None:
+    op.cache("c").set_size(entries=3)
+    op.cache("c").set_size()
+    op.cache("c").set_size(entries=None, bytes=None)
+    assert capture.value("cache.entries", C) == 3
+    assert "cache.size" not in capture.metrics()
 
 
 def test_wrap_refuses_a_cache_info_without_the_counts() -> None:
@@ -344,3 +414,13 @@ def test_a_wrapped_cache_that_is_dropped_stops_being_reported() -> None:
         assert cache_points(capture, "cache.entries", "dropped") == []
         assert op.cache("dropped")._sources == []
         assert capture.value("cache.misses", attrs("dropped")) == 1
+
+
+def test_a_float_count_takes_the_slow_check_and_is_counted(capture: Capture) -> None:
+    c = op.cache("c")
+    c.hit(2.0)  # type: ignore[arg-type]
+    c.miss(0.5)  # type: ignore[arg-type]
+    c.evicted(3.0)  # type: ignore[arg-type]
+    assert capture.value("cache.hits", C) == 2
+    assert capture.value("cache.misses", C) == 0.5
+    assert capture.value("cache.evictions", C) == 3

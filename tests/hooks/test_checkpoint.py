@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -12,6 +13,7 @@ from otel_pipeline._internal import timed
 from otel_pipeline.hooks import checkpoint as checkpoint_module
 from otel_pipeline.hooks.checkpoint import Checkpoint
 from otel_pipeline.testing import Capture
+from tests.support.dropped import assert_records, key, message
 
 BOTH = pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
 NAME = {"checkpoint.name": "listener-1"}
@@ -212,12 +214,6 @@ def test_same_name_same_hook_and_noop_when_not_configured() -> None:
     [
         (lambda: op.checkpoint(""), ValueError, "checkpoint name='' is not valid"),
         (lambda: op.checkpoint(b"x"), TypeError, "checkpoint name must be a str, got bytes b'x'"),  # type: ignore[arg-type]
-        (lambda: op.checkpoint("c").recovered(saved_at=-1), ValueError, "saved_at=-1 is not valid"),
-        (
-            lambda: op.checkpoint("c").recovered(saved_at="yesterday"),  # type: ignore[arg-type]
-            TypeError,
-            "saved_at must be a number, got str 'yesterday'",
-        ),
     ],
 )
 def test_bad_arguments_fail_early_with_clear_errors(
@@ -226,3 +222,47 @@ def test_bad_arguments_fail_early_with_clear_errors(
     with pytest.raises(error) as raised:
         call()
     assert message in str(raised.value)
+
+
+#: recovered(saved_at=...) values that are not a time: the recovery is counted, the time left as it is.
+BAD_SAVED_AT = {
+    "-1": (-1, "-1", "negative"),
+    "str": ("yesterday", "'yesterday'", "wrong type"),
+    "huge": (10**400, "<int of 1329 bits>", "too large"),
+    "nan": (float("nan"), "nan", "not finite"),
+}
+
+
+@pytest.mark.parametrize("configured", [True, False])
+@pytest.mark.parametrize("bad", BAD_SAVED_AT.values(), ids=BAD_SAVED_AT.keys())
+def test_a_bad_saved_at_is_left_out_and_the_recovery_counted(
+    caplog: pytest.LogCaptureFixture, bad: Any, configured: bool, mode: str
+) -> None:
+    value, text, problem = bad
+    cp = op.checkpoint("c")
+    if not configured:
+        assert_records(
+            None,
+            caplog,
+            lambda: cp.recovered(saved_at=value),
+            {},
+            message("checkpoint", "c", f"recovered(saved_at={text})", problem),
+        )
+        return
+    with Capture(instrument_mode=mode) as capture:
+        cp.recovered(saved_at=1_700_000_000.0)
+        assert_records(
+            capture,
+            caplog,
+            lambda: cp.recovered(saved_at=value),
+            {key("checkpoint.recoveries", checkpoint__name="c"): 1},
+            message("checkpoint", "c", f"recovered(saved_at={text})", problem),
+            "saved_at must be a number >= 0",
+            "; the recovery is counted without it",
+        )
+        assert capture.value("checkpoint.last_success.timestamp", {"checkpoint.name": "c"}) == 1_700_000_000.0
+
+
+@pytest.fixture(params=["core", "sdk"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import otel_pipeline as op
 from otel_pipeline.hooks.dedup import Dedup
 from otel_pipeline.testing import Capture
+from tests.support.dropped import assert_records, message
 
 BOTH = pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
 EVENTS = {"dedup.name": "events"}
@@ -107,16 +109,6 @@ def test_same_name_same_hook_and_noop_when_not_configured() -> None:
     [
         (lambda: op.dedup(""), ValueError, "dedup name='' is not valid"),
         (lambda: op.dedup(None), TypeError, "dedup name must be a str, got NoneType None"),  # type: ignore[arg-type]
-        (
-            lambda: op.dedup("events").check(duplicate=1),  # type: ignore[arg-type]
-            TypeError,
-            "check(duplicate=...) must be True or False, got int 1",
-        ),
-        (
-            lambda: op.dedup("events").check(duplicate=None),  # type: ignore[arg-type]
-            TypeError,
-            "check(duplicate=...) must be True or False, got NoneType None",
-        ),
         (lambda: op.dedup("events").check(True), TypeError, "positional argument"),  # type: ignore[call-arg]
     ],
 )
@@ -128,3 +120,25 @@ def test_bad_arguments_fail_early_with_clear_errors(
             call()
         assert message in str(raised.value)
         assert "dedup.checks" not in capture.metrics()
+
+
+@pytest.mark.parametrize("configured", [True, False])
+@pytest.mark.parametrize(("value", "text"), [(1, "1"), (None, "None"), ("yes", "'yes'")])
+def test_a_duplicate_flag_that_is_not_a_bool_is_not_counted(
+    caplog: pytest.LogCaptureFixture, value: Any, text: str, configured: bool
+) -> None:
+    results: list[Any] = []
+    starts = message("dedup", "events", f"check(duplicate={text})", "wrong type")
+    said = "duplicate must be True or False; nothing is recorded for this call"
+    call = lambda: results.append(op.dedup("events").check(duplicate=value))  # noqa: E731
+    if not configured:
+        assert_records(None, caplog, call, {}, starts, said)
+        assert results == [value, value]
+        return
+    with Capture() as capture:
+        op.dedup("events").check(duplicate=True)
+        op.dedup("events").check(duplicate=False)
+        assert_records(capture, caplog, call, {}, starts, said)
+        assert results == [value, value]  # what was given comes back
+        assert capture.value("dedup.checks", EVENTS) == 2
+        assert capture.value("dedup.duplicates", EVENTS) == 1

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -10,9 +11,11 @@ from opentelemetry.trace import StatusCode
 import otel_pipeline as op
 from otel_pipeline._internal.outcomes import OutcomeOperation
 from otel_pipeline._internal.timed import Timed, TimedScope
+from otel_pipeline._internal.validation import INVALID
 from otel_pipeline.hooks import events as events_module
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
+from tests.support.dropped import assert_records, key, message
 
 ORDERS = {"event.source": "orders", "event.type": "order.created"}
 OK = {**ORDERS, "outcome": "success"}
@@ -156,14 +159,6 @@ def test_many_threads_count_exactly(capture: Capture) -> None:
     [
         (lambda: op.events(""), ValueError, "events name=''"),
         (lambda: op.events(7), TypeError, "events name must be a str, got int 7"),  # type: ignore[arg-type]
-        (lambda: op.events("orders").process(""), ValueError, "event_type=''"),
-        (lambda: op.events("orders").process(None), TypeError, "event_type must be a str"),  # type: ignore[arg-type]
-        (lambda: op.events("orders").process(["x"]), TypeError, r"got list \['x'\]"),  # type: ignore[arg-type]
-        (
-            lambda: op.events("orders").process("order.created", event_id=1.5),  # type: ignore[arg-type]
-            TypeError,
-            "event_id must be a str or an int, got float 1.5",
-        ),
     ],
 )
 @pytest.mark.parametrize("configured", [True, False])
@@ -237,3 +232,69 @@ def test_too_many_types_warns_once_and_still_records(
     for event_type, count in [("a", 1), ("b", 1), ("c", 2), ("d", 1)]:
         attributes = {"event.source": "many-types", "event.type": event_type, "outcome": "success"}
         assert capture.value("events.processed", attributes) == count
+
+
+_TYPE = "event_type must be a non-empty str of at most 255 characters; recorded as '_INVALID'"
+#: process() given a bad argument: the event type it is recorded under, the warning.
+DROPPED = {
+    "event_type=''": (("",), {}, INVALID, "process(event_type='')", "empty or too long", _TYPE),
+    "event_type=None": ((None,), {}, INVALID, "process(event_type=None)", "wrong type", _TYPE),
+    "event_type=['x']": ((["x"],), {}, INVALID, "process(event_type=['x'])", "wrong type", _TYPE),
+    "event_id=1.5": (
+        ("order.created",),
+        {"event_id": 1.5},
+        "order.created",
+        "process(event_id=1.5)",
+        "wrong type",
+        "event_id must be a str or an int; left off the span",
+    ),
+    "event_id=10**5000": (
+        ("order.created",),
+        {"event_id": 10**5000},
+        "order.created",
+        "process(event_id=<int of 16610 bits>)",
+        "too large",
+        "left off the span",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_is_dropped_with_one_warning_and_the_event_still_runs(
+    capture: Capture, caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    args, options, recorded, text, problem, said = row
+    ran: list[int] = []
+
+    def handle() -> None:
+        with op.events("orders").process(*args, **options):
+            ran.append(1)
+
+    with op.events("orders").process("order.created", event_id="o-0"):
+        pass
+    done = {"event.source": "orders", "event.type": recorded, "outcome": "success"}
+    changes = {
+        key("events.processed", **{k.replace(".", "__"): v for k, v in done.items()}): 1,
+        key("events.processing.duration", **{k.replace(".", "__"): v for k, v in done.items()}): 1,
+    }
+    assert_records(capture, caplog, handle, changes, message("events", "orders", text, problem), said)
+    assert ran == [1, 1]
+    spans = capture.spans(f"events.process orders {recorded}")
+    assert [dict(s.attributes or {}).get("event.id") for s in spans] == (
+        ["o-0", None, None] if recorded == "order.created" else [None, None]
+    )
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_never_raises_when_not_configured_either(
+    caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    args, options, _, text, problem, said = row
+    ran: list[int] = []
+
+    def handle() -> None:
+        with op.events("orders").process(*args, **options):
+            ran.append(1)
+
+    assert_records(None, caplog, handle, {}, message("events", "orders", text, problem), said)
+    assert ran == [1, 1]

@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_pipeline as op
 from otel_pipeline.testing import Capture
+from tests.support.dropped import assert_records, message
 from tests.support.http import request
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
@@ -362,8 +363,65 @@ def test_http_client_not_configured_still_binds_a_request() -> None:
     assert (req.status_code, req.headers) == (200, {})
 
 
-def test_http_client_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="url must be a str, got bytes"):
-        op.http_client("p").request("GET", b"https://x")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="method=''"):
-        op.http_client("p").request("", "https://x")
+#: request() given a bad argument: what it is recorded with, the warning.
+BAD_REQUESTS = {
+    "url bytes": (
+        ("GET", b"https://x"),
+        {"http.request.method": "GET", "server.address": ""},
+        "request(url=b'https://x')",
+        "wrong type",
+        "url must be a str; recorded without an address",
+    ),
+    "url None": (
+        ("POST", None),
+        {"http.request.method": "POST", "server.address": ""},
+        "request(url=None)",
+        "wrong type",
+        "recorded without an address",
+    ),
+    "method ''": (
+        ("", "https://x.example/a"),
+        {"http.request.method": "_OTHER", "server.address": "x.example", "server.port": 443},
+        "request(method='')",
+        "empty or too long",
+        "method must be a non-empty str of at most 255 characters; recorded as '_OTHER'",
+    ),
+    "method int": (
+        (7, "https://x.example/a"),
+        {"http.request.method": "_OTHER", "server.address": "x.example", "server.port": 443},
+        "request(method=7)",
+        "wrong type",
+        "recorded as '_OTHER'",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_http_client_bad_arguments_are_dropped_with_one_warning(
+    capture: Capture, caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    args, attributes, text, problem, said = row
+    statuses: list[int] = []
+
+    def call() -> None:
+        with op.http_client("p").request(*args) as req:
+            req.status_code = 200
+            statuses.append(req.status_code)
+
+    recorded = {**attributes, "http.response.status_code": 200}
+    changes = {("http.client.request.duration", frozenset(recorded.items())): 1}
+    assert_records(capture, caplog, call, changes, message("http client", "p", text, problem), said)
+    assert statuses == [200, 200]
+
+
+@pytest.mark.parametrize("row", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_http_client_bad_arguments_never_raise_when_not_configured_either(
+    caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    args, _, text, problem, said = row
+
+    def call() -> None:
+        with op.http_client("p").request(*args) as req:
+            req.status_code = 200
+
+    assert_records(None, caplog, call, {}, message("http client", "p", text, problem), said)

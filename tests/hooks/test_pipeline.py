@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import threading
@@ -19,6 +20,7 @@ from otel_pipeline.config import DEFAULT_DURATION_BUCKETS
 from otel_pipeline.hooks.pipeline import ActiveStage, active_stages
 from otel_pipeline.progress import LiveProgress, render
 from otel_pipeline.testing import Capture
+from tests.support.dropped import assert_records, message
 
 BOTH = pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
 RUN = {"pipeline.name": "nightly"}
@@ -393,17 +395,40 @@ def test_bad_arguments_raise_at_creation(call: Any, error: type[Exception], mess
         call()
 
 
-def test_bad_counts_and_stage_names_raise(otel_capture: Capture) -> None:
+def test_bad_stage_names_raise_and_bad_counts_are_dropped_with_one_warning(
+    otel_capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
     with op.pipeline("nightly") as run:
         with pytest.raises(ValueError, match="stage name=' '"):
             run.stage(" ")
         with run.stage("fetch") as stage:
-            with pytest.raises(ValueError, match=r"count=-1 is not valid; use a number >= 0"):
-                stage.processed(-1)
-            with pytest.raises(TypeError, match="count must be a number, got bool True"):
-                stage.processed(True)
-    assert "pipeline.stage.items" not in otel_capture.metrics()
+            stage.processed(2)
+            for bad, text, problem in ((-1, "-1", "negative"), (True, "True", "wrong type")):
+                assert_records(
+                    otel_capture,
+                    caplog,
+                    functools.partial(stage.processed, bad),
+                    {},
+                    message("pipeline stage", "fetch", f"processed(count={text})", problem),
+                    "count must be a number >= 0",
+                    "; nothing is recorded for this call",
+                )
+            assert stage.items == 2
+            stage.processed(1.5)
+    assert otel_capture.value("pipeline.stage.items", FETCH) == 3.5
     assert otel_capture.value("pipeline.stages.finished", {**FETCH, "outcome": "success"}) == 1
+
+
+def test_a_bad_count_never_raises_when_not_configured_either(caplog: pytest.LogCaptureFixture) -> None:
+    with op.pipeline("nightly") as run, run.stage("fetch") as stage:
+        assert_records(
+            None,
+            caplog,
+            lambda: stage.processed(float("nan")),
+            {},
+            message("pipeline stage", "fetch", "processed(count=nan)", "not finite"),
+        )
+        assert stage.items == 0
 
 
 def scrape(url: str) -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_pipeline as op
-from otel_pipeline._internal import runtime
+from otel_pipeline._internal import errors, runtime
 from otel_pipeline._internal.timed import Timed, TimedScope
+from otel_pipeline._internal.validation import INVALID
 from otel_pipeline.hooks import queue as queue_module
 from otel_pipeline.testing import Capture
 from tests.hooks import FakeClock, buckets
+from tests.support.dropped import Key, assert_records, key, message, warnings
 
 MODES = ["core", "sdk"]
 EMAILS = {"queue.name": "emails"}
@@ -384,18 +387,6 @@ def test_same_name_same_hook_and_series_bound_once(capture: Capture) -> None:
     ("call", "error", "message"),
     [
         (lambda: op.queue(""), ValueError, "queue name=''"),
-        (lambda: op.queue("q").enqueued(-1), ValueError, "count=-1 is not valid"),
-        (lambda: op.queue("q").enqueued("2"), TypeError, "count must be a number, got str '2'"),  # type: ignore[arg-type]
-        (lambda: op.queue("q").enqueued(priority=True), TypeError, "priority must be a str or an int"),
-        (lambda: op.queue("q").enqueued(priority=""), ValueError, "priority=''"),
-        (lambda: op.queue("q").dequeued(enqueued_at=-5), ValueError, "enqueued_at=-5"),
-        (lambda: op.queue("q").processing(enqueued_at="now"), TypeError, "enqueued_at must be a number"),  # type: ignore[arg-type]
-        (lambda: op.queue("q").processing(priority=1.5), TypeError, "got float 1.5"),  # type: ignore[arg-type]
-        (lambda: op.queue("q").processing(job_id=[1]), TypeError, "job_id must be a str or an int"),  # type: ignore[arg-type]
-        (lambda: op.queue("q").retried(-2), ValueError, "count=-2"),
-        (lambda: op.queue("q").dead_lettered(reason=""), ValueError, "reason=''"),
-        (lambda: op.queue("q").dead_lettered(reason=5), TypeError, "reason must be a str"),  # type: ignore[arg-type]
-        (lambda: op.queue("q").replayed(float("nan")), ValueError, "count=nan"),  # type: ignore[arg-type]
         (lambda: op.queue("q").observe_depth(5), TypeError, "observe_depth\\(\\) needs a function"),  # type: ignore[arg-type]
         (lambda: op.queue("q").observe_dead_letter_depth("x"), TypeError, "needs a function"),  # type: ignore[arg-type]
         (lambda: op.queue("q", capacity=0), ValueError, "capacity=0 is not valid"),
@@ -403,7 +394,7 @@ def test_same_name_same_hook_and_series_bound_once(capture: Capture) -> None:
     ],
 )
 @pytest.mark.parametrize("configured", [True, False])
-def test_bad_arguments_fail_at_the_call(
+def test_bad_configuration_fails_at_the_call(
     call: Any, error: type[Exception], message: str, configured: bool
 ) -> None:
     if configured:
@@ -412,6 +403,193 @@ def test_bad_arguments_fail_at_the_call(
     else:
         with pytest.raises(error, match=message):
             call()
+
+
+def _process(q: queue_module.Queue, **options: Any) -> None:
+    with q.processing(**options):
+        pass
+
+
+_DONE = {
+    key("queue.jobs.processed", queue__name="q", outcome="success"): 1,
+    key("queue.job.duration", queue__name="q", outcome="success"): 1,
+}
+_DONE_INVALID = {
+    key("queue.jobs.processed", queue__name="q", priority=INVALID, outcome="success"): 1,
+    key("queue.job.duration", queue__name="q", priority=INVALID, outcome="success"): 1,
+}
+_DEPTH = key("queue.depth", queue__name="q")
+_NOTHING = "; nothing is recorded for this call"
+_COUNT = "count must be a number >= 0 (an int or float, finite, at most 2**53 = 9007199254740992)"
+#: Record-time calls with a bad argument: the call, what it records (per call), the warning.
+DROPPED: dict[str, tuple[Callable[[queue_module.Queue], Any], dict[Key, float], str, str]] = {
+    "enqueued(-1)": (lambda q: q.enqueued(-1), {}, "enqueued(count=-1)", "negative"),
+    "enqueued('2')": (lambda q: q.enqueued("2"), {}, "enqueued(count='2')", "wrong type"),  # type: ignore[arg-type]
+    "enqueued(10**400)": (
+        lambda q: q.enqueued(10**400),
+        {},
+        "enqueued(count=<int of 1329 bits>)",
+        "too large",
+    ),
+    "enqueued(True)": (lambda q: q.enqueued(True), {}, "enqueued(count=True)", "wrong type"),
+    "dequeued(inf)": (lambda q: q.dequeued(float("inf")), {}, "dequeued(count=inf)", "not finite"),  # type: ignore[arg-type]
+    "retried(-2)": (lambda q: q.retried(-2), {}, "retried(count=-2)", "negative"),
+    "dead_lettered(2**53+1)": (
+        lambda q: q.dead_lettered(2**53 + 1),
+        {},
+        "dead_lettered(count=9007199254740993)",
+        "too large",
+    ),
+    "replayed(nan)": (lambda q: q.replayed(float("nan")), {}, "replayed(count=nan)", "not finite"),  # type: ignore[arg-type]
+    "enqueued(priority=True)": (
+        lambda q: q.enqueued(priority=True),
+        {key("queue.jobs.enqueued", queue__name="q", priority=INVALID): 1, _DEPTH: 1},
+        "enqueued(priority=True)",
+        "wrong type",
+    ),
+    "enqueued(priority='')": (
+        lambda q: q.enqueued(priority=""),
+        {key("queue.jobs.enqueued", queue__name="q", priority=INVALID): 1, _DEPTH: 1},
+        "enqueued(priority='')",
+        "empty or too long",
+    ),
+    "dequeued(enqueued_at=-5)": (
+        lambda q: q.dequeued(enqueued_at=-5),
+        {key("queue.jobs.dequeued", queue__name="q"): 1, _DEPTH: -1},
+        "dequeued(enqueued_at=-5)",
+        "negative",
+    ),
+    "dequeued(enqueued_at=10**400)": (
+        lambda q: q.dequeued(enqueued_at=10**400),
+        {key("queue.jobs.dequeued", queue__name="q"): 1, _DEPTH: -1},
+        "dequeued(enqueued_at=<int of 1329 bits>)",
+        "too large",
+    ),
+    "processing(enqueued_at='now')": (
+        lambda q: _process(q, enqueued_at="now"),
+        {**_DONE, _DEPTH: -1},
+        "processing(enqueued_at='now')",
+        "wrong type",
+    ),
+    "processing(enqueued_at=nan)": (
+        lambda q: _process(q, enqueued_at=float("nan")),
+        {**_DONE, _DEPTH: -1},
+        "processing(enqueued_at=nan)",
+        "not finite",
+    ),
+    "processing(priority=1.5)": (
+        lambda q: _process(q, priority=1.5),
+        {**_DONE_INVALID, _DEPTH: -1},
+        "processing(priority=1.5)",
+        "wrong type",
+    ),
+    "processing(priority=10**400)": (
+        lambda q: _process(q, priority=10**400),
+        {**_DONE_INVALID, _DEPTH: -1},
+        "processing(priority=<int of 1329 bits>)",
+        "empty or too long",
+    ),
+    "processing(job_id=[1])": (
+        lambda q: _process(q, job_id=[1]),
+        {**_DONE, _DEPTH: -1},
+        "processing(job_id=[1])",
+        "wrong type",
+    ),
+    "retried(requeued=1)": (
+        lambda q: q.retried(requeued=1),  # type: ignore[arg-type]
+        {key("queue.jobs.retried", queue__name="q"): 1},
+        "retried(requeued=1)",
+        "wrong type",
+    ),
+    "dead_lettered(reason='')": (
+        lambda q: q.dead_lettered(reason=""),
+        {
+            key("queue.jobs.dead_lettered", queue__name="q", reason=INVALID): 1,
+            key("queue.dead_letter.depth", queue__name="q"): 1,
+        },
+        "dead_lettered(reason='')",
+        "empty or too long",
+    ),
+    "dead_lettered(reason=5)": (
+        lambda q: q.dead_lettered(reason=5),  # type: ignore[arg-type]
+        {
+            key("queue.jobs.dead_lettered", queue__name="q", reason=INVALID): 1,
+            key("queue.dead_letter.depth", queue__name="q"): 1,
+        },
+        "dead_lettered(reason=5)",
+        "wrong type",
+    ),
+}
+#: What the warning says is done instead, by argument.
+_OUTCOMES = {
+    "count": _COUNT + _NOTHING,
+    "priority": "recorded as '_INVALID'",
+    "reason": "recorded as '_INVALID'",
+    "enqueued_at": "; recorded without a wait time",
+    "job_id": "job_id must be a str or an int; left off the span",
+    "requeued": "requeued must be True or False; the retry is counted, the depth left as it is",
+}
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_at_record_time_is_dropped_with_one_warning(
+    capture: Capture, caplog: pytest.LogCaptureFixture, wall: FakeClock, row: Any
+) -> None:
+    call, changes, text, problem = row
+    q = op.queue("q")
+    q.enqueued(2)
+    q.dead_lettered(reason="max_attempts")
+    argument = text[text.index("(") + 1 : text.index("=")]
+    assert_records(
+        capture, caplog, lambda: call(q), changes, message("queue", "q", text, problem), _OUTCOMES[argument]
+    )
+    q.enqueued(3)  # and the queue goes on recording
+    assert capture.value("queue.jobs.enqueued", {"queue.name": "q"}) == 5
+
+
+@pytest.mark.parametrize("row", DROPPED.values(), ids=DROPPED.keys())
+def test_a_bad_argument_never_raises_when_not_configured_either(
+    caplog: pytest.LogCaptureFixture, row: Any
+) -> None:
+    call, _, text, problem = row
+    assert_records(None, caplog, lambda: call(op.queue("q")), {}, message("queue", "q", text, problem))
+
+
+def test_a_bad_job_id_is_left_off_the_span_and_the_job_still_runs(capture: Capture) -> None:
+    ran = []
+    with op.queue("emails").processing(job_id=1.5, enqueued_at=math.inf, priority=[]):  # type: ignore[arg-type]
+        ran.append(True)
+    assert ran == [True]
+    (span,) = capture.spans("queue.process emails")
+    messaging = {"messaging.destination.name": "emails", "messaging.operation.name": "process"}
+    messaging["messaging.operation.type"] = "process"
+    assert dict(span.attributes or {}) == {**EMAILS, "priority": INVALID, **messaging}
+    assert capture.value("queue.jobs.processed", {**EMAILS, "priority": INVALID, "outcome": "success"}) == 1
+    assert "queue.job.wait_time" not in capture.metrics()
+
+
+def test_one_warning_per_method_and_problem_whatever_the_queue_and_value(
+    capture: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = len(errors._seen)
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        for index in range(100_000):
+            q = op.queue(f"q-{index % 400}")  # 400 names, each given 250 bad counts
+            if index % 2:
+                q.enqueued(-index)  # negative: one warning
+            else:
+                q.enqueued(float("nan"))  # type: ignore[arg-type]  # not finite: one more
+            if index % 1_000 == 999:
+                q.retried(-1)  # another method: one more
+    assert len(errors._seen) - seen == 3  # what is remembered does not grow with names or values
+    said = warnings(caplog)
+    end = "; nothing is recorded for this call (said once per queue method and problem)"
+    assert said == [
+        "queue 'q-0': enqueued(count=nan) is not valid (not finite): " + _COUNT + end,
+        "queue 'q-1': enqueued(count=-1) is not valid (negative): " + _COUNT + end,
+        "queue 'q-199': retried(count=-1) is not valid (negative): " + _COUNT + end,
+    ]
+    assert "queue.jobs.enqueued" not in capture.metrics()
 
 
 async def test_not_configured_is_a_noop_and_decorations_record_once_configured() -> None:
@@ -454,3 +632,23 @@ def test_a_depth_observed_before_configure_is_reported_once_configured(mode: str
     finally:
         early.observe_depth(None)
         early.observe_dead_letter_depth(None)
+
+
+def test_a_float_or_int_subclass_count_takes_the_slow_check_and_is_counted(capture: Capture) -> None:
+    class Count(int):
+        pass
+
+    q = op.queue("q")
+    q.enqueued(2.0)  # type: ignore[arg-type]
+    q.enqueued(Count(3))
+    q.dequeued(0.5)  # type: ignore[arg-type]
+    q.retried(1.0)  # type: ignore[arg-type]
+    q.dead_lettered(Count(2))
+    q.replayed(1.0)  # type: ignore[arg-type]
+    name = {"queue.name": "q"}
+    assert capture.value("queue.jobs.enqueued", name) == 5
+    assert capture.value("queue.jobs.dequeued", name) == 0.5
+    assert capture.value("queue.jobs.retried", name) == 1
+    assert capture.value("queue.jobs.replayed", name) == 1
+    assert capture.value("queue.dead_letter.depth", name) == 1
+    assert capture.value("queue.depth", name) == 5 - 0.5 + 1 + 1

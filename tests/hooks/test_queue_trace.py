@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import otel_pipeline as op
 from otel_pipeline._internal import carrier as carrier_module
 from otel_pipeline._internal.errors import reset_warnings
+from otel_pipeline._internal.validation import INVALID
 from otel_pipeline.hooks import queue as queue_module
 from otel_pipeline.testing import Capture
 
@@ -427,25 +428,39 @@ def test_the_configured_propagator_is_used(traced: Capture, monkeypatch: pytest.
     assert [(link.context.trace_id, link.context.span_id) for link in batch.links] == [ids(send)]
 
 
-def test_carrier_and_carriers_are_checked_at_the_call(traced: Capture) -> None:
+def _run(scope: Any) -> None:
+    with scope:
+        pass
+
+
+def test_bad_carriers_and_job_types_are_left_out_with_one_warning(
+    traced: Capture, caplog: pytest.LogCaptureFixture
+) -> None:
     q = op.queue("emails")
-    with pytest.raises(ValueError, match=r"takes carrier= \(one job\) or carriers= \(a batch\), not both"):
-        q.processing(carrier={}, carriers=[{}])
-    with pytest.raises(
-        TypeError, match="carriers must be a list or tuple of the batch's jobs' carriers, got dict"
-    ):
-        q.processing(carriers={"traceparent": "x"})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"carrier must be a mutable mapping .* got tuple"):
-        q.enqueued(carrier=())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="job_type must be a str, got int 3"):
-        q.processing(job_type=3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="job_type='' is not valid"):
-        q.enqueued(job_type="")
-    with pytest.raises(ValueError, match="job_type=' ' is not valid"):
-        q.dead_lettered(job_type=" ")
+    calls: list[tuple[Callable[[], Any], str]] = [
+        (lambda: _run(q.processing(carrier={}, carriers=[{}])), "processing(carrier={}) is not valid"),
+        (
+            lambda: _run(q.processing(carriers={"traceparent": "x"})),  # type: ignore[arg-type]
+            "processing(carriers={'traceparent': 'x'}) is not valid (wrong type)",
+        ),
+        (lambda: q.enqueued(carrier=()), "enqueued(carrier=()) is not valid (wrong type)"),  # type: ignore[arg-type]
+        (lambda: q.enqueued(job_type=""), "enqueued(job_type='') is not valid (empty or too long)"),
+        (lambda: q.dead_lettered(job_type=" "), "dead_lettered(job_type=' ') is not valid"),
+    ]
+    for call, said in calls:
+        with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+            caplog.clear()
+            call()
+            call()  # the same mistake again: no second warning
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1, warned
+        assert warned[0].startswith(f"queue 'emails': {said}"), warned[0]
+    assert traced.value("queue.jobs.enqueued", {"queue.name": "emails"}) == 2  # the carrier=() calls
+    assert traced.value("queue.jobs.enqueued", {"queue.name": "emails", "job.type": INVALID}) == 2
+    dead = {"queue.name": "emails", "reason": "unknown", "job.type": INVALID}
+    assert traced.value("queue.jobs.dead_lettered", dead) == 2
     with pytest.raises(ValueError, match="system='' is not valid"):
-        q.set_system("")
-    assert traced.metrics() == {}
+        q.set_system("")  # configuration still raises
 
 
 # -- the fast path reads and writes what the SDK's propagator does -------------------------------

@@ -1,9 +1,11 @@
 """Nothing a caller passes breaks a collection or an export (issue 11, findings 1 and 5).
 
-Counts, sizes, timestamps and timeouts given to a hook call are checked at the call: out of range
-(negative, nan, inf, past 2**53) is a ValueError naming the value, as negative counts always were.
-Values otel_pipeline reads itself (observer functions, collectors, resource samples, HTTP statuses)
-never raise: a bad one is dropped with one warning. At collection a point no exporter can encode
+Counts, sizes and timestamps given to a record-time call are checked at the call and never raise:
+out of range (negative, nan, inf, past 2**53) or of the wrong type, the value is dropped with one
+warning naming the hook, the call and the value. Timeouts, intervals and capacities given at hook
+creation or configuration raise a ValueError naming the value. Values otel_pipeline reads itself
+(observer functions, collectors, resource samples, HTTP statuses) never raise: a bad one is
+dropped with one warning. At collection a point no exporter can encode
 is dropped, never the collection. Every document is strict JSON.
 """
 
@@ -32,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import otel_pipeline as op
 from otel_pipeline._internal.exposition import render
+from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.hooks.resources import ResourceSample
 from otel_pipeline.testing import Capture
 from tests.reliability.exports import encode_otlp, get_json, samples, scrape, strict_loads
@@ -109,7 +112,6 @@ COUNT_CALLS: dict[str, Callable[[Any], None]] = {
     "queue.retried": lambda v: op.queue("bad").retried(v),
     "queue.dead_lettered": lambda v: op.queue("bad").dead_lettered(v),
     "queue.replayed": lambda v: op.queue("bad").replayed(v),
-    "queue.set_capacity": lambda v: op.queue("bad").set_capacity(v),
     "cache.hit": lambda v: op.cache("bad").hit(v),
     "cache.miss": lambda v: op.cache("bad").miss(v),
     "cache.evicted": lambda v: op.cache("bad").evicted(v),
@@ -128,26 +130,63 @@ BAD_VALUES = {
 }
 
 
+def dropped_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings about record-time arguments dropped (``... is not valid (<problem>): ...``)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and ") is not valid (" in r.getMessage()
+    ]
+
+
 @pytest.mark.parametrize("value", BAD_VALUES.values(), ids=BAD_VALUES.keys())
 @pytest.mark.parametrize("call", COUNT_CALLS.values(), ids=COUNT_CALLS.keys())
-def test_a_bad_count_is_refused_at_the_call_and_every_other_series_still_exports(
-    served: op.Pipeline, call: Callable[[Any], None], value: Any
+def test_a_bad_count_is_dropped_with_one_warning_and_every_other_series_still_exports(
+    served: op.Pipeline, call: Callable[[Any], None], value: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     record_good()
-    for _ in range(2):  # twice: 1e308 + 1e308 is inf
-        with pytest.raises(ValueError, match=r"is not valid; use a number >= 0 \(finite, at most 2\*\*53"):
-            call(value)
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        for _ in range(2):  # twice: 1e308 + 1e308 is inf
+            call(value)  # never raises
+    (said,) = dropped_warnings(caplog)
+    assert f"={safe_repr(value)}) is not valid (" in said
+    assert "must be a number >= 0 (an int or float, finite, at most 2**53 = 9007199254740992)" in said
     assert_good_intact(served)
     found = scrape(served)
     assert not [key for key in found if ("queue_name", "bad") in key[1] and key[0].startswith("queue_jobs")]
+    assert not samples(found, "cache_hits_total", cache_name="bad")
+    assert not samples(found, "cache_size_bytes", cache_name="bad")
+    assert not samples(found, "pipeline_stage_items_total", pipeline_name="bad-run")
+    assert not samples(found, "checkpoint_last_success_timestamp_seconds", checkpoint_name="bad")
 
 
-def test_the_message_names_the_value(served: op.Pipeline) -> None:
-    with pytest.raises(ValueError, match=f"count={HUGE_TEXT} is not valid") as caught:
+@pytest.mark.parametrize("value", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_a_bad_capacity_is_configuration_and_raises(served: op.Pipeline, value: Any) -> None:
+    with pytest.raises(ValueError, match=r"is not valid; use a number >= 0 \(finite, at most 2\*\*53"):
+        op.queue("bad").set_capacity(value)
+    with pytest.raises(ValueError, match=r"capacity=.* is not valid"):
+        op.queue("bad", capacity=value)
+    assert op.queue("bad").capacity is None
+    assert_good_intact_after_nothing(served)
+
+
+def test_the_warning_names_the_hook_the_call_and_the_value(
+    served: op.Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
         op.queue("bad").enqueued(HUGE)
-    assert len(str(caught.value)) < 200
-    with pytest.raises(ValueError, match=r"saved_at=inf is not valid"):
         op.checkpoint("bad").recovered(saved_at=math.inf)
+    assert dropped_warnings(caplog) == [
+        f"queue 'bad': enqueued(count={HUGE_TEXT}) is not valid (too large): count must be a number >= 0 "
+        "(an int or float, finite, at most 2**53 = 9007199254740992); nothing is recorded for this call "
+        "(said once per queue method and problem)",
+        "checkpoint 'bad': recovered(saved_at=inf) is not valid (not finite): saved_at must be a number >= 0 "
+        "(an int or float, finite, at most 2**53 = 9007199254740992); the recovery is counted without it "
+        "(said once per checkpoint method and problem)",
+    ]
+    found = scrape(served)
+    assert samples(found, "checkpoint_recoveries_total", checkpoint_name="bad") == [1.0]
+    assert not samples(found, "checkpoint_last_success_timestamp_seconds", checkpoint_name="bad")
 
 
 def test_counts_up_to_2_53_are_kept_exactly(capture: Capture) -> None:
@@ -306,14 +345,24 @@ def test_collectors_and_checks_returning_non_finite_values_give_strict_json(serv
 
 
 @pytest.mark.parametrize("configured", [True, False])
-def test_huge_timestamps_and_timeouts_are_a_value_error(configured: bool) -> None:
+def test_huge_timestamps_are_dropped_and_huge_timeouts_are_a_value_error(
+    configured: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     if configured:
         op.configure(service_name="values", exporter="none")
     q = op.queue("q")
-    with pytest.raises(ValueError, match=f"enqueued_at={HUGE_TEXT} is not valid"):
-        q.processing(enqueued_at=HUGE)
-    with pytest.raises(ValueError, match=f"enqueued_at={HUGE_TEXT} is not valid"):
+    ran = []
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        with q.processing(enqueued_at=HUGE):  # the job runs; its wait time is left out
+            ran.append(1)
         q.dequeued(enqueued_at=HUGE)
+    assert ran == [1]
+    assert dropped_warnings(caplog) == [
+        f"queue 'q': {method}(enqueued_at={HUGE_TEXT}) is not valid (too large): enqueued_at must be a "
+        "number >= 0 (an int or float, finite, at most 2**53 = 9007199254740992); recorded without a wait "
+        "time (said once per queue method and problem)"
+        for method in ("processing", "dequeued")
+    ]
     with pytest.raises(ValueError, match=f"timeout={HUGE_TEXT} is not valid; use a number of seconds > 0"):
         op.actions("a").track("send", timeout=HUGE)
     with pytest.raises(ValueError, match=f"interval={HUGE_TEXT} is not valid"):
@@ -353,16 +402,21 @@ def test_an_unhashable_or_unprintable_name_is_a_clear_type_error(
         factory(Weird())
 
 
-def test_validation_never_raises_from_a_repr(served: op.Pipeline) -> None:
+def test_validation_never_raises_from_a_repr(served: op.Pipeline, caplog: pytest.LogCaptureFixture) -> None:
     weird: Any = Weird()
-    with pytest.raises(TypeError, match=r"count must be a number, got Weird <Weird object \(repr failed\)>"):
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
         op.queue("q").enqueued(weird)
-    with pytest.raises(TypeError, match=r"priority must be a str or an int, got Weird"):
         op.queue("q").enqueued(priority=weird)
+        with op.http_client("c").request("GET", weird):
+            pass
+    assert [m.split(" is not valid ")[0] for m in dropped_warnings(caplog)] == [
+        "queue 'q': enqueued(count=<Weird object (repr failed)>)",
+        "queue 'q': enqueued(priority=<Weird object (repr failed)>)",
+        "http client 'c': request(url=<Weird object (repr failed)>)",
+    ]
     with pytest.raises(TypeError, match=r"timeout must be a number of seconds or None, got Weird"):
-        op.actions("a").track("x", timeout=weird)
-    with pytest.raises(TypeError, match=r"url must be a str, got Weird"):
-        op.http_client("c").request("GET", weird)
+        op.actions("a").track("x", timeout=weird)  # an option, not a value to record: it raises
+    assert samples(scrape(served), "queue_jobs_enqueued_total", queue_name="q", priority="_INVALID") == [1.0]
     assert_good_intact_after_nothing(served)
 
 
@@ -480,8 +534,7 @@ def test_a_real_otlp_export_succeeds_after_every_bad_value(otlp_receiver: OtlpRe
     record_good()
     for call in COUNT_CALLS.values():
         for value in BAD_VALUES.values():
-            with pytest.raises(ValueError, match="is not valid"):
-                call(value)
+            call(value)  # dropped, never raised
     for _ in range(1025):
         op.queue("huge").enqueued(2**53)
     op.connection_pool("pg").observe(idle=lambda: -1, used=lambda: 2)
@@ -599,6 +652,75 @@ def test_the_checks_at_their_edges() -> None:
     assert len(safe_repr("x" * 10_000)) == 200
     with pytest.raises(ValueError, match=r"name='xxx.*\.\.\. is not valid"):
         op.queue("x" * 300)
+
+
+class _Hook:
+    kind = "test hook"
+    name = "h"
+
+
+class _Hostile(int):
+    """An int whose own arithmetic, comparisons and text raise: only int's own are used."""
+
+    def __lt__(self, other: object) -> bool:
+        raise RuntimeError("no <")
+
+    def __le__(self, other: object) -> bool:
+        raise RuntimeError("no <=")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+
+class _Text(str):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+def test_the_record_time_checks_at_their_edges(caplog: pytest.LogCaptureFixture) -> None:
+    from otel_pipeline._internal.validation import INVALID, MAX_AMOUNT, amount, flag, identifier, label
+
+    hook = _Hook()
+    with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
+        assert amount(hook, "m", "count", 0) == 0
+        assert amount(hook, "m", "count", MAX_AMOUNT) == MAX_AMOUNT
+        assert amount(hook, "m", "count", 0.5) == 0.5
+        exact = amount(hook, "m", "count", _Hostile(7))
+        assert (exact, type(exact)) == (7, int)
+        odd = amount(hook, "m", "count", type("F", (float,), {})(2.5))
+        assert (odd, type(odd)) == (2.5, float)
+        assert amount(hook, "m", "count", -0.0) == 0.0
+        assert amount(hook, "m", "count", _Hostile(-1)) is None
+        assert amount(hook, "m", "count", -math.inf) is None
+        assert label(hook, "m", "reason", "ok") == "ok"
+        assert label(hook, "m", "reason", "x" * 255) == "x" * 255
+        assert label(hook, "m", "priority", 7, ints=True) == "7"
+        assert label(hook, "m", "priority", _Hostile(3), ints=True) == "3"
+        assert label(hook, "m", "priority", _Text("low")) == "low"
+        assert type(label(hook, "m", "priority", _Text("low"))) is str
+        assert label(hook, "m", "priority", 10**255, ints=True) == INVALID
+        assert label(hook, "m", "priority", 10**254, ints=True) == "1" + "0" * 254
+        assert label(hook, "m", "reason", 7) == INVALID  # ints only where allowed
+        assert label(hook, "m", "reason", "   ") == INVALID
+        assert identifier(hook, "m", "id", _Hostile(5)) == "5"
+        assert identifier(hook, "m", "id", _Text("j-1")) == "j-1"
+        assert identifier(hook, "m", "id", 10**5000) is None
+        assert identifier(hook, "m", "id", False) is None
+        assert flag(hook, "m", "f", True, "") is True
+        assert flag(hook, "m", "f", 0, "") is None
+    said = [r.getMessage().split(": ", 1)[1].split(" is not valid ")[0] for r in caplog.records]
+    assert said == [
+        "m(count=<_Hostile object (repr failed)>)",  # negative
+        "m(count=-inf)",  # not finite
+        "m(priority=<int of 848 bits>)",  # empty or too long
+        "m(reason=7)",  # wrong type
+        "m(reason='   ')",  # empty or too long: a problem of its own
+        "m(id=<int of 16610 bits>)",  # too large
+        "m(id=False)",  # wrong type
+        "m(f=0)",
+    ]
 
 
 def test_a_bad_point_of_any_kind_is_dropped_from_what_the_sdk_collected() -> None:
