@@ -397,6 +397,7 @@ def _banner(pipeline: op.Pipeline, until: str) -> list[str]:
     if pipeline.server is not None:
         base = pipeline.server.url
         lines = [
+            f"otel-pipeline demo: live page at {base}/",  # first: what a person opens
             f"otel-pipeline demo: metrics at {base}/metrics, running {until}",
             f"  also {base}/health (health checks), {base}/stats (current values as JSON), "
             f"{base}/trends (rates)",
@@ -451,10 +452,6 @@ def run_demo(
     )
     with ExitStack() as cleanup:
         cleanup.callback(op.shutdown)
-        if not quiet and pipeline.server is not None:
-            out.print(
-                f"otel-pipeline demo: live page at {pipeline.server.url}/", highlight=False, soft_wrap=True
-            )
         if not quiet:
             until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
             for line in _banner(pipeline, until):

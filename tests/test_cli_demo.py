@@ -328,12 +328,13 @@ def banner(**options: Any) -> list[str]:
 
 
 def test_the_banner_names_every_endpoint() -> None:
-    (first, second) = banner(port=0)
+    (page, first, second) = banner(port=0)
     match = re.fullmatch(
         r"otel-pipeline demo: metrics at (http://127\.0\.0\.1:\d+)/metrics, running for 0\.2 s", first
     )
     assert match, first
     base = match.group(1)
+    assert page == f"otel-pipeline demo: live page at {base}/"
     assert second == (
         f"  also {base}/health (health checks), {base}/stats (current values as JSON), {base}/trends (rates)"
     )
@@ -353,7 +354,7 @@ def test_the_banner_says_where_metrics_go_without_a_server(exporter: str, line: 
 
 
 def test_the_banner_says_where_pushes_go_beside_the_server() -> None:
-    (first, _, third) = banner(port=0, exporter="prometheus,console")
+    (_, first, _, third) = banner(port=0, exporter="prometheus,console")
     assert first.startswith("otel-pipeline demo: metrics at http://127.0.0.1:")
     assert third == "  and metrics printed here with the spans (console exporter) every 5 s"
 
