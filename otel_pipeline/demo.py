@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import signal
@@ -360,6 +361,21 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def _monitored_event_loop() -> Iterator[None]:
+    """An asyncio loop in a thread of its own, its lag monitored (``asyncio.event_loop.lag``)."""
+    loop = asyncio.new_event_loop()
+    op.monitor_event_loop(loop, interval=0.25)
+    thread = threading.Thread(target=loop.run_forever, name="demo-event-loop", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5.0)
+        loop.close()
+
+
 def run_demo(
     *,
     duration: float | None = None,
@@ -401,6 +417,7 @@ def run_demo(
                 f"otel-pipeline demo: metrics at {where}, running {until}", highlight=False, soft_wrap=True
             )
         op.monitor_resources(interval=1.0)
+        cleanup.enter_context(_monitored_event_loop())
         world = World(seed)
         cleanup.callback(world.close)
         op.checkpoint("orders-listener").recovered()

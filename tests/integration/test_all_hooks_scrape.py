@@ -35,6 +35,7 @@ A, B, C = 0.03125, 0.25, 1.5  # durations: in the 0.05, 0.25 and 2.5 buckets
 CHECKPOINT_WALL, REFRESH_WALL = 1_700_000_100.0, 1_700_000_200.0
 
 CHILD = r"""
+import asyncio
 import functools
 import io
 import json
@@ -186,6 +187,24 @@ class FakeProcess:
 
 
 op.monitor_resources(interval=3600, source=FakeProcess())
+
+
+class ScriptedLoop(asyncio.SelectorEventLoop):
+    def time(self):
+        return CLOCK["perf"]
+
+
+async def lagging():
+    monitor = op.monitor_event_loop(interval=0.5)
+    advance(0.5 + B)  # the loop is blocked until B past the sample's due time
+    while monitor.samples < 1:
+        await asyncio.sleep(0)
+    monitor.stop()
+
+
+loop = ScriptedLoop()
+loop.run_until_complete(lagging())
+loop.close()
 
 print(json.dumps({"url": pipeline.server.url}), flush=True)
 sys.stdin.readline()  # the test scrapes, then tells us to stop
@@ -376,6 +395,8 @@ def expected() -> dict[Key, float]:
         **sample("process_unix_file_descriptor_count", 12),
         **sample("process_disk_io_bytes_total", 4096, disk_io_direction="read"),
         **sample("process_disk_io_bytes_total", 8192, disk_io_direction="write"),
+        # event loop: one sample, B late
+        **histogram("asyncio_event_loop_lag_seconds", [B]),
     }
     return samples
 
