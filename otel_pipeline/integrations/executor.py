@@ -97,9 +97,13 @@ class _Record:
         #: The instance attributes we replaced (``_MISSING``: there was none) and ours.
         self.previous: dict[str, Any] = {}
         self.installed: dict[str, Any] = {}
+        #: The pool's size when workers were last reported.
+        self.size_seen = -1
+        #: The registry and ``queue.jobs.enqueued`` series submit() last counted on.
+        self.enqueued: tuple[weakref.ref[Registry], Any] | None = None
 
     # Workers: the pool's threads/processes; active = those running a job of ours.
-    def _pool_size(self) -> int:
+    def pool_size(self) -> int:
         executor = self.executor()
         if executor is None or self.closed or not self.active:
             return 0
@@ -120,7 +124,7 @@ class _Record:
             return
         workers: _Workers = state_on(registry, (self, "workers"), lambda: _Workers(registry, self.name))
         with self.lock:
-            size = self._pool_size()
+            size = self.size_seen = self.pool_size()
             if size:
                 # A process pool hands a worker one job more than it runs: at most one is active.
                 active = min(self.running, size)
@@ -141,23 +145,37 @@ class _Record:
         with self.lock:
             self.running += step
 
-    def _collected(self, reference: Any) -> None:  # pragma: no cover - timing of the GC
+    def _collected(self, reference: Any) -> None:
+        # Called by the garbage collector, possibly while this very thread holds a lock we would
+        # need (a registry's, a series'): only flag it here; _drain() does the rest later.
         self.active = False
-        _forget(self)
-        self.report_workers()
+        _COLLECTED.append(self)
 
 
 # -- depth: the jobs of every executor instrumented under one name -------------------------------
 
 _BY_NAME: dict[str, list[_Record]] = {}
 _BY_NAME_LOCK = threading.Lock()
+#: Records whose executor was garbage-collected, left for _drain() (list.append takes no lock).
+_COLLECTED: list[_Record] = []
+
+
+def _drain() -> None:
+    """Forget the records of collected executors and report their workers gone."""
+    while _COLLECTED:
+        try:
+            record = _COLLECTED.pop()
+        except IndexError:  # another thread drained it first
+            return
+        _forget(record)
+        record.report_workers()
 
 
 def _depth_reader(name: str) -> Callable[[], float | None]:
     def depth() -> float | None:
         with _BY_NAME_LOCK:
             records = list(_BY_NAME.get(name, ()))
-        return float(max(0, sum(record.pending for record in records))) if records else None
+        return float(max(0, sum(record.pending for record in records if record.active))) if records else None
 
     return depth
 
@@ -253,18 +271,24 @@ def _thread_submit(record: _Record, original: Callable[..., Future[Any]]) -> Cal
 
 @never_raises("instrument_executor:submit")
 def _submitted(record: _Record) -> None:
+    # Workers are reported again only if submit() started one (a thread can run its first job
+    # before the pool lists it, so the job's own start may not have seen it).
+    if _COLLECTED:
+        _drain()
+    if record.pool_size() != record.size_seen:
+        record.report_workers()
     pipeline = STATE.pipeline
     registry = None if pipeline is None or not pipeline.enabled else pipeline.registry
-    if registry is not None:
+    if registry is None:
+        return
+    cached = record.enqueued
+    if cached is None or cached[0]() is not registry:
         # Bound here rather than through Queue.enqueued(): the pool's depth is read from the pool,
         # so the hook's own tracked depth is left untouched (it stays right once uninstrumented).
-        key = ("instrument_executor:enqueued", record.name)
         attributes = {queue_hook.NAME: record.name}
-        enqueued: Any = state_on(
-            registry, key, lambda: registry.instrument(queue_hook.ENQUEUED).bind(attributes)
-        )
-        enqueued.add(1)
-    record.report_workers()
+        series = registry.instrument(queue_hook.ENQUEUED).bind(attributes)
+        cached = record.enqueued = (weakref.ref(registry), series)  # weak: a shut-down pipeline is freed
+    cached[1].add(1)
 
 
 # -- process pools -------------------------------------------------------------------------------
@@ -541,6 +565,7 @@ def instrument_executor(executor: AnyPool, name: str) -> Queue:
     """
     _check_executor("instrument_executor", executor)
     check_name("queue name", name)
+    _drain()
     existing: _Record | None = executor.__dict__.get(_ATTRIBUTE)
     if existing is not None:
         if existing.name == name:
@@ -601,6 +626,7 @@ def uninstrument_executor(executor: AnyPool) -> bool:
     False
     """
     _check_executor("uninstrument_executor", executor)
+    _drain()
     record: _Record | None = executor.__dict__.pop(_ATTRIBUTE, None)
     if record is None:
         return False
