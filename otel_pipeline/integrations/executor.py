@@ -126,7 +126,8 @@ class _Record:
         with self.lock:
             size = self.size_seen = self.pool_size()
             if size:
-                # A process pool hands a worker one job more than it runs: at most one is active.
+                # A process pool marks running the jobs it queued for its processes too: no more
+                # workers are active than there are.
                 active = min(self.running, size)
                 idle = size - active
             else:  # shut down (its workers finish their jobs and end), or no longer ours

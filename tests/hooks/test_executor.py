@@ -445,6 +445,26 @@ def test_process_pool_busy_workers_and_depth(capture: Capture) -> None:
         manager.shutdown()
 
 
+def test_process_pool_cancelled_jobs_leave_the_depth_uncounted(capture: Capture) -> None:
+    context = multiprocessing.get_context("fork")
+    manager = context.Manager()
+    release = manager.Event()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            op.instrument_executor(pool, "images")
+            futures = [pool.submit(release.wait, 30) for _ in range(6)]
+            wait_until(lambda: capture.value("queue.jobs.in_progress", IMAGES) >= 1)
+            cancelled = [future for future in futures if future.cancel()]
+            assert len(cancelled) >= 3  # the pool queues at most two for its one process
+            assert capture.value("queue.depth", IMAGES) == 0
+            release.set()
+        assert capture.value("queue.jobs.enqueued", IMAGES) == 6
+        assert capture.value("queue.jobs.processed", OK) == 6 - len(cancelled)
+        assert capture.value("queue.jobs.in_progress", IMAGES) == 0
+    finally:
+        manager.shutdown()
+
+
 def wait_until(condition: Any, timeout: float = 30.0) -> None:
     import time
 
@@ -461,14 +481,15 @@ def die() -> None:
 def test_a_broken_process_pool_counts_its_jobs_as_failed(capture: Capture) -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
         op.instrument_executor(pool, "images")
-        futures: list[Future[Any]] = [pool.submit(die), pool.submit(work, 1)]
+        # The pool queues at most two jobs for its one process: the others fail without reaching it.
+        futures: list[Future[Any]] = [pool.submit(die)] + [pool.submit(work, 1) for _ in range(5)]
         wait(futures)
         for future in futures:
             with pytest.raises(BrokenProcessPool):
                 future.result()
     broken = capture.value("queue.jobs.processed", failed("BrokenProcessPool"))
-    assert broken == 2
-    assert capture.point("queue.job.duration", failed("BrokenProcessPool")).count == 2
+    assert broken == 6
+    assert capture.point("queue.job.duration", failed("BrokenProcessPool")).count == 6
     assert capture.value("queue.jobs.in_progress", IMAGES) == 0
     assert capture.value("queue.depth", IMAGES) == 0
 
