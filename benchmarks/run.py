@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_ns": overhead.run(number=number, rounds=rounds),
         "scrape": _optional("scrape", series=1_000 if args.quick else 10_000),
         "server": _optional("bench_server", duration=2.0 if args.quick else 10.0),
+        "event_loop": _optional("event_loop", steps=30_000 if args.quick else 300_000),
+        "executor": _optional("executor", jobs=2_000 if args.quick else 20_000),
     }
     document["seconds"] = round(time.time() - started, 1)
     text = json.dumps(document, indent=2, sort_keys=True)

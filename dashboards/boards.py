@@ -646,7 +646,8 @@ def resilience() -> Board:
 
 
 def resources() -> Board:
-    """Process CPU, memory, threads, file descriptors, disk I/O."""
+    """Process CPU, memory, threads, file descriptors, disk I/O, event-loop lag."""
+    process = ("instance",)
 
     def gauge(name: str) -> str:
         return f"sum by (job, instance) ({selected(name)})"
@@ -654,7 +655,8 @@ def resources() -> Board:
     return Board(
         "resources",
         "otel_pipeline / Process resources",
-        "CPU, memory, threads, file descriptors and disk I/O of each process (op.monitor_resources()).",
+        "CPU, memory, threads, file descriptors, disk I/O (op.monitor_resources()) and event-loop lag "
+        "(op.monitor_event_loop()) of each process.",
         (
             Row(
                 "Process",
@@ -693,6 +695,13 @@ def resources() -> Board:
                             rate("process.disk.io", "instance", "disk.io.direction"),
                             "{{instance}} {{disk_io_direction}}",
                         ),
+                    ),
+                    _latency(
+                        "Event loop lag",
+                        "asyncio.event_loop.lag",
+                        *process,
+                        description="How late the asyncio event loop runs a callback due at a known time "
+                        "(op.monitor_event_loop()); a blocked loop delays every request it serves.",
                     ),
                 ),
             ),

@@ -121,12 +121,27 @@ RECORDING: tuple[Recording, ...] = (
         f"{_rate('cache.hits', 'cache.name')} + {_rate('cache.misses', 'cache.name')}",
     ),
     Recording("job_checkpoint:checkpoint_age:seconds", _CHECKPOINT_AGE),
+    Recording(
+        "job_instance_loop:asyncio_event_loop_lag_seconds:p99_5m",
+        histogram_quantile(
+            0.99, "asyncio.event_loop.lag", "instance", "asyncio.loop.name", window=WINDOW, selector=""
+        ),
+    ),
 )
 
 _MEMORY_LIMIT_BYTES = 2 * 1024**3
 _QUEUE_DEPTH_LIMIT = 1000
 #: A queue whose oldest job has waited this long (seconds) while jobs wait is stalled.
 _QUEUE_STALLED_AFTER = 600
+
+_EVENT_LOOP_LAG_LIMIT = 0.1
+
+
+def _workers(state: str) -> str:
+    workers = selected("queue.workers", f'state="{state}"', selector="")
+    return f"sum {by('queue.name')} ({workers})"
+
+
 _FAILED_STAGES = selected("pipeline.stages.finished", 'outcome="failure"', selector="")
 
 ALERTS: tuple[Alert, ...] = (
@@ -171,6 +186,18 @@ ALERTS: tuple[Alert, ...] = (
         "The oldest job waiting on queue {{ $labels.queue_name }} of {{ $labels.job }} has waited "
         "{{ $value | humanizeDuration }} while jobs are waiting: nothing is taking them off.",
         "queue-stalled",
+    ),
+    Alert(
+        "QueueWorkersSaturated",
+        # The depth first: the alert's value is the number of jobs waiting.
+        f"sum {by('queue.name')} ({metric('queue.depth')}) > 0"
+        f" and {_workers('idle')} == 0 and {_workers('active')} > 0",
+        "10m",
+        "warning",
+        "Every worker of {{ $labels.queue_name }} is busy and jobs are waiting ({{ $labels.job }})",
+        "All workers of {{ $labels.queue_name }} (a pool or queue of {{ $labels.job }}) have been busy for "
+        "10 minutes with jobs waiting: {{ $value | humanize }} jobs queued behind them.",
+        "queue-workers-saturated",
     ),
     Alert(
         "DeadLettersGrowing",
@@ -231,6 +258,16 @@ ALERTS: tuple[Alert, ...] = (
         "Process {{ $labels.instance }} of {{ $labels.job }} uses more than 2 GiB",
         "Resident memory of {{ $labels.instance }} ({{ $labels.job }}) is {{ $value | humanize1024 }}B.",
         "process-memory-high",
+    ),
+    Alert(
+        "EventLoopLagHigh",
+        f"job_instance_loop:asyncio_event_loop_lag_seconds:p99_5m > {_EVENT_LOOP_LAG_LIMIT}",
+        "5m",
+        "warning",
+        "The event loop of {{ $labels.instance }} runs callbacks late ({{ $labels.job }})",
+        "The 99th percentile of the asyncio event-loop lag of {{ $labels.instance }} ({{ $labels.job }}) has "
+        "been above 100 ms for 5 minutes ({{ $value | humanizeDuration }}): something blocks the loop.",
+        "event-loop-lag-high",
     ),
     Alert(
         "TargetDown",

@@ -28,6 +28,7 @@ from otel_pipeline.hooks.breaker import (
 from otel_pipeline.hooks.cache import Cache, cache
 from otel_pipeline.hooks.checkpoint import Checkpoint, checkpoint
 from otel_pipeline.hooks.dedup import Dedup, dedup
+from otel_pipeline.hooks.event_loop import EventLoopMonitor, monitor_event_loop
 from otel_pipeline.hooks.events import Events, events
 from otel_pipeline.hooks.health import (
     HealthTarget,
@@ -45,6 +46,7 @@ from otel_pipeline.hooks.pool import ConnectionPool, connection_pool
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
 from otel_pipeline.hooks.stdlib_queue import instrument_queue, uninstrument_queue
+from otel_pipeline.integrations.executor import instrument_executor, uninstrument_executor
 from otel_pipeline.progress import LiveProgress, live_progress
 from otel_pipeline.summary import print_summary, summary, write_summary
 
@@ -58,6 +60,7 @@ __all__ = [
     "Config",
     "ConnectionPool",
     "Dedup",
+    "EventLoopMonitor",
     "Events",
     "HealthTarget",
     "HttpClient",
@@ -83,9 +86,11 @@ __all__ = [
     "events",
     "health_target",
     "http_client",
+    "instrument_executor",
     "instrument_pybreaker",
     "instrument_queue",
     "live_progress",
+    "monitor_event_loop",
     "monitor_resources",
     "pipeline",
     "print_summary",
@@ -96,6 +101,7 @@ __all__ = [
     "shutdown",
     "stage",
     "summary",
+    "uninstrument_executor",
     "uninstrument_pybreaker",
     "uninstrument_queue",
     "unregister_collector",

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import signal
@@ -413,6 +414,21 @@ def _banner(pipeline: op.Pipeline, until: str) -> list[str]:
     return [f"otel-pipeline demo: metrics {', '.join(pushed)}{every}, running {until}"]
 
 
+@contextmanager
+def _monitored_event_loop() -> Iterator[None]:
+    """An asyncio loop in a thread of its own, its lag monitored (``asyncio.event_loop.lag``)."""
+    loop = asyncio.new_event_loop()
+    op.monitor_event_loop(loop, interval=0.25)
+    thread = threading.Thread(target=loop.run_forever, name="demo-event-loop", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5.0)
+        loop.close()
+
+
 def run_demo(
     *,
     duration: float | None = None,
@@ -457,6 +473,7 @@ def run_demo(
             for line in _banner(pipeline, until):
                 out.print(line, highlight=False, soft_wrap=True)
         op.monitor_resources(interval=1.0)
+        cleanup.enter_context(_monitored_event_loop())
         world = World(seed)
         cleanup.callback(world.close)
         op.checkpoint("orders-listener").recovered()

@@ -6,6 +6,7 @@ from otel_pipeline.hooks import (  # noqa: F401
     cache,
     checkpoint,
     dedup,
+    event_loop,
     events,
     health,
     http,

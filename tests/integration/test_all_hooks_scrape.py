@@ -35,6 +35,7 @@ A, B, C = 0.03125, 0.25, 1.5  # durations: in the 0.05, 0.25 and 2.5 buckets
 CHECKPOINT_WALL, REFRESH_WALL = 1_700_000_100.0, 1_700_000_200.0
 
 CHILD = r"""
+import asyncio
 import functools
 import io
 import json
@@ -191,6 +192,24 @@ class FakeProcess:
 
 op.monitor_resources(interval=3600, source=FakeProcess())
 
+
+class ScriptedLoop(asyncio.SelectorEventLoop):
+    def time(self):
+        return CLOCK["perf"]
+
+
+async def lagging():
+    monitor = op.monitor_event_loop(interval=0.5)
+    advance(0.5 + B)  # the loop is blocked until B past the sample's due time
+    while monitor.samples < 1:
+        await asyncio.sleep(0)
+    monitor.stop()
+
+
+loop = ScriptedLoop()
+loop.run_until_complete(lagging())
+loop.close()
+
 print(json.dumps({"url": pipeline.server.url}), flush=True)
 sys.stdin.readline()  # the test scrapes, then tells us to stop
 print(json.dumps({"shutdown": op.shutdown()}), flush=True)
@@ -293,8 +312,9 @@ def expected() -> dict[Key, float]:
         **histogram("queue_job_wait_time_seconds", [0.125], **jobs),
         **sample("queue_depth", 1, **jobs),
         **sample("queue_utilization", 0.25, **jobs),
-        # "b", put 1/8 s before the get, then 4 A + 3 B = 7/8 s of the other hooks' advances
-        **sample("queue_oldest_job_age_seconds", 1.0, **jobs),
+        # "b", put 1/8 s before the get, then 4 A + 3 B = 7/8 s of the other hooks' advances, then
+        # the event loop's blocked 0.5 + B
+        **sample("queue_oldest_job_age_seconds", 1.0 + 0.5 + B, **jobs),
         # caches: lru_cache(maxsize=2) looked up with 2, 2, 3, 4; and one counted by hand
         **sample("cache_hits_total", 1, **squares),
         **sample("cache_misses_total", 3, **squares),
@@ -387,6 +407,8 @@ def expected() -> dict[Key, float]:
         **sample("process_unix_file_descriptor_count", 12),
         **sample("process_disk_io_bytes_total", 4096, disk_io_direction="read"),
         **sample("process_disk_io_bytes_total", 8192, disk_io_direction="write"),
+        # event loop: one sample, B late
+        **histogram("asyncio_event_loop_lag_seconds", [B]),
     }
     return samples
 

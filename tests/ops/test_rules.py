@@ -113,7 +113,7 @@ def test_recording_rule_names_follow_the_convention() -> None:
         level, name, operation = rule.record.split(":")
         assert level.startswith("job"), rule.record
         assert name, rule.record
-        assert re.fullmatch(r"(rate5m|p95_5m|seconds)", operation), rule.record
+        assert re.fullmatch(r"(rate5m|p9[59]_5m|seconds)", operation), rule.record
 
 
 @pytest.mark.parametrize("alert", ALERTS, ids=[a.name for a in ALERTS])
