@@ -625,7 +625,7 @@ class MetricsServer:
         if isinstance(error, (ConnectionError, TimeoutError)):
             logger.debug("http: client %s disconnected: %r", client_address, error)
         else:
-            logger.exception("otel_pipeline: error serving %s", client_address)
+            logger.exception("error serving %s", client_address)
 
     # -- fork ---------------------------------------------------------------------------------
 
@@ -682,7 +682,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = route(path, {k.lower(): v for k, v in self.headers.items()})
         except Exception:
-            logger.exception("otel_pipeline: handler for %s failed", path)
+            logger.exception("handler for %s failed", path)
             response = json_response(500, {"error": "internal error"})
         self._send(*response)
 

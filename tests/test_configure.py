@@ -73,7 +73,7 @@ def test_configure_after_shutdown_builds_a_new_pipeline(
     # Globals are set once per process: the second pipeline does not replace them, and says so once.
     assert global_providers == [(first.meter_provider, first.tracer_provider)]
     assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: configured again after shutdown(); the hooks record into the new pipeline, but the "
+        "configured again after shutdown(); the hooks record into the new pipeline, but the "
         "OpenTelemetry global providers can be set once per process and stay those of the first configure()"
     ]
 
@@ -236,7 +236,7 @@ def test_shutdown_runs_registered_steps_even_when_one_fails(caplog: pytest.LogCa
     with caplog.at_level(logging.ERROR, logger="otel_pipeline"):
         assert op.shutdown() is True
     assert ran == ["second"]
-    assert [r.getMessage() for r in caplog.records] == ["otel_pipeline: a shutdown step failed"]
+    assert [r.getMessage() for r in caplog.records] == ["a shutdown step failed"]
 
 
 def test_shutdown_flush_failure_is_logged_not_raised(
@@ -254,8 +254,8 @@ def test_shutdown_flush_failure_is_logged_not_raised(
     with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
         assert op.shutdown() is True
     assert sorted(r.getMessage() for r in caplog.records) == [
-        "otel_pipeline: flushing metrics at shutdown failed: flush failed",
-        "otel_pipeline: flushing spans at shutdown failed: flush failed",
+        "flushing metrics at shutdown failed: flush failed",
+        "flushing spans at shutdown failed: flush failed",
     ]
     assert pipeline.registry is not None
     assert pipeline.registry.enabled is False
@@ -272,7 +272,7 @@ def test_shutdown_gives_up_after_its_bound(
         assert op.shutdown(timeout=0.2) is False
     release.set()
     assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: shutdown gave up flushing after 0.2 s (receiver down?)"
+        "shutdown gave up flushing after 0.2 s (receiver down?)"
     ]
 
 

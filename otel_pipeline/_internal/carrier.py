@@ -317,7 +317,7 @@ class Continued(Timed):
                 for _ in range(self._jobs):
                     op.begin()
         except Exception:
-            warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)
+            warn_once(f"begin:{op.span_name}", "%s failed to start recording", op.span_name)
             logger.debug("begin failure", exc_info=True)
         self._start = perf_counter()
         return op.result(self) if op._binds_result else self
@@ -378,7 +378,7 @@ class Batch(Continued):
                 if self._scope is not NO_SPAN:
                     self._scope.end(exc, self.span_attributes)
         except Exception:
-            warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
+            warn_once(f"end:{op.span_name}", "%s failed to record", op.span_name)
             logger.debug("end failure", exc_info=True)
 
 

@@ -45,7 +45,7 @@ def never_raises(key: str) -> Callable[[F], F]:
                     first = key not in _seen
                     _seen.add(key)
                 if first:
-                    logger.exception("otel_pipeline: internal error in %s; it is ignored", key)
+                    logger.exception("internal error in %s; it is ignored", key)
                 return None
 
         return guarded  # type: ignore[return-value]

@@ -52,7 +52,7 @@ def _in_child() -> None:
         resource = pipeline.resource.merge(Resource(identity)) if pipeline.resource is not None else None
         fresh = runtime.build_pipeline(pipeline.config, serve=False, resource=resource, forked=True)
     except Exception:
-        errors.logger.exception("otel_pipeline: could not rebuild the pipeline in a forked child")
+        errors.logger.exception("could not rebuild the pipeline in a forked child")
         runtime.install(None)
         return
     if pipeline.config.exports("pushgateway"):
@@ -65,7 +65,7 @@ def _in_child() -> None:
     if pipeline.config.exports("prometheus"):
         errors.warn_once(
             "fork-prometheus",
-            "otel_pipeline: forked child (pid %d) of a process serving /metrics serves none itself; "
+            "forked child (pid %d) of a process serving /metrics serves none itself; "
             "use exporter='otlp' for multi-process workers",
             os.getpid(),
         )

@@ -81,7 +81,7 @@ class Hook:
             except Exception:
                 warn_once(
                     f"bind:{self.kind}:{self.name}",
-                    "otel_pipeline: %s %r could not bind",
+                    "%s %r could not bind",
                     self.kind,
                     self.name,
                 )

@@ -72,7 +72,7 @@ def attach_core(
         try:
             metrics = registry.collect(time_ns(), index)
         except Exception:  # a fault in the core must not cost the user's own metrics
-            logger.exception("otel_pipeline: collecting the core's series failed")
+            logger.exception("collecting the core's series failed")
             return data
         if not metrics:
             return data

@@ -136,7 +136,7 @@ class Pipeline:
             try:
                 step()
             except Exception:
-                logger.exception("otel_pipeline: a shutdown step failed")
+                logger.exception("a shutdown step failed")
         if self.server is not None:
             self.server.stop()
         bound = self.config.export_timeout + 2.0 if timeout is None else timeout
@@ -157,7 +157,7 @@ class Pipeline:
         for thread in flushes:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in flushes):
-            logger.warning("otel_pipeline: shutdown gave up flushing after %.1f s (receiver down?)", bound)
+            logger.warning("shutdown gave up flushing after %.1f s (receiver down?)", bound)
             return False
         return self._delivered()
 
@@ -194,7 +194,7 @@ class Pipeline:
 
 def _flush_failed(what: str, error: Exception) -> None:
     # Usually the receiver is down: an operational condition, worth one line rather than a traceback.
-    logger.warning("otel_pipeline: flushing %s at shutdown failed: %s", what, error)
+    logger.warning("flushing %s at shutdown failed: %s", what, error)
     logger.debug("flush failure", exc_info=error)
 
 
@@ -231,7 +231,7 @@ def install(pipeline: Pipeline | None) -> Pipeline | None:
             try:
                 callback(pipeline)
             except Exception:
-                logger.exception("otel_pipeline: binding observed hooks to the new pipeline failed")
+                logger.exception("binding observed hooks to the new pipeline failed")
     return previous
 
 
@@ -326,7 +326,7 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
             else:
                 warn_once(
                     "globals-once",
-                    "otel_pipeline: configured again after shutdown(); the hooks record into the new "
+                    "configured again after shutdown(); the hooks record into the new "
                     "pipeline, but the OpenTelemetry global providers can be set once per process and "
                     "stay those of the first configure()",
                 )

@@ -116,7 +116,7 @@ class Timed:
                 self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception:
-            warn_once(f"begin:{op.span_name}", "otel_pipeline: %s failed to start recording", op.span_name)
+            warn_once(f"begin:{op.span_name}", "%s failed to start recording", op.span_name)
             logger.debug("begin failure", exc_info=True)
         self._start = perf_counter()
         return op.result(self) if op._binds_result else self
@@ -134,7 +134,7 @@ class Timed:
                 if scope is not NO_SPAN:
                     scope.end(exc, self.span_attributes)
         except Exception:
-            warn_once(f"end:{op.span_name}", "otel_pipeline: %s failed to record", op.span_name)
+            warn_once(f"end:{op.span_name}", "%s failed to record", op.span_name)
             logger.debug("end failure", exc_info=True)
         # Returning None: the caller's exception, if any, propagates unchanged.
 
@@ -184,7 +184,7 @@ class Deadline:
         except RuntimeError:
             task = None
         if task is None:
-            warn_once("deadline", "otel_pipeline: a timeout is only enforced inside an asyncio task")
+            warn_once("deadline", "a timeout is only enforced inside an asyncio task")
             return None
         return cls(task, seconds)
 

@@ -121,4 +121,4 @@ class Trends:
         try:
             self.snapshot()
         except Exception:
-            logger.exception("otel_pipeline: a /trends snapshot failed")
+            logger.exception("a /trends snapshot failed")

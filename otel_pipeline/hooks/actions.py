@@ -200,7 +200,7 @@ class Actions(Hook):
         else:
             warn_once(
                 f"actions:{self.name}",
-                "otel_pipeline: actions %r has more than %d actions; is an id used as action name?",
+                "actions %r has more than %d actions; is an id used as action name?",
                 self.name,
                 _MAX_ACTIONS,
             )

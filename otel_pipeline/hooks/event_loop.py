@@ -143,7 +143,7 @@ class EventLoopMonitor:
                 if series is not None:
                     series.record(lag)
             except Exception:
-                warn_once("event_loop:record", "otel_pipeline: recording event-loop lag failed; skipped")
+                warn_once("event_loop:record", "recording event-loop lag failed; skipped")
                 logger.debug("event-loop lag failure", exc_info=True)
             self._schedule(loop, now)
 

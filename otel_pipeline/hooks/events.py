@@ -123,7 +123,7 @@ class Events(Hook):
         else:
             warn_once(
                 f"event-types:{self.name}",
-                "otel_pipeline: events %r has more than %d event types; is an id used as event_type?",
+                "events %r has more than %d event types; is an id used as event_type?",
                 self.name,
                 _MAX_TYPES,
             )

@@ -177,7 +177,7 @@ class _ServerRequest:
                     span.set_status(Status(StatusCode.ERROR))
             self._scope.end(error)
         except Exception:
-            warn_once("http:server:finish", "otel_pipeline: recording an HTTP request failed")
+            warn_once("http:server:finish", "recording an HTTP request failed")
             logger.debug("http finish failure", exc_info=True)
         finally:
             otel_context.detach(token)
@@ -199,7 +199,7 @@ def _start(
     try:
         return _ServerRequest(bound, method, known, scheme, path, protocol, carrier, getter)
     except Exception:
-        warn_once("http:server:start", "otel_pipeline: starting to record an HTTP request failed")
+        warn_once("http:server:start", "starting to record an HTTP request failed")
         logger.debug("http start failure", exc_info=True)
         return None
 
@@ -390,9 +390,7 @@ def _resolve(route: RouteResolver | None, request: Any) -> str | None:
         path = getattr(matched, "path_format", None) or getattr(matched, "path", None)
         return _without_converters(path) if isinstance(path, str) else None
     except Exception:
-        warn_once(
-            "http:route", "otel_pipeline: the HTTP route resolver failed; requests are recorded without route"
-        )
+        warn_once("http:route", "the HTTP route resolver failed; requests are recorded without route")
         logger.debug("route failure", exc_info=True)
         return None
 

@@ -284,7 +284,7 @@ def _write_summary(path: Path) -> None:
 
         write_summary(path)
     except Exception:
-        warn_once(f"summary:{path}", "otel_pipeline: could not write the run summary to %s", path)
+        warn_once(f"summary:{path}", "could not write the run summary to %s", path)
         logger.debug("summary failure", exc_info=True)
 
 
@@ -574,9 +574,7 @@ def _count(owner: Stage, current: StageRun, result: Any, args: tuple[Any, ...]) 
     try:
         count = owner.count_items(result, args)
     except Exception:
-        warn_once(
-            f"count:{type(owner).__qualname__}", "otel_pipeline: %s.count_items failed", type(owner).__name__
-        )
+        warn_once(f"count:{type(owner).__qualname__}", "%s.count_items failed", type(owner).__name__)
         return
     if is_amount(count):
         current.processed(count)

@@ -882,7 +882,7 @@ def _observer(what: str, function: object) -> Callable[[], float | None] | None:
 def _too_many(hook: Queue, what: str) -> None:
     warn_once(
         f"queue-values:{hook.name}:{what}",
-        "otel_pipeline: queue %r has more than %d %s; the rest are recorded as %s",
+        "queue %r has more than %d %s; the rest are recorded as %s",
         hook.name,
         _MAX_VALUES,
         what,
@@ -904,7 +904,7 @@ def _read(
     except Exception:
         warn_once(
             f"queue-observe:{hook.name}:{what}",
-            "otel_pipeline: queue %r: the %s function raised; skipped",
+            "queue %r: the %s function raised; skipped",
             hook.name,
             what,
         )
@@ -915,7 +915,7 @@ def _read(
     if not countable(value):  # finite, >= 0, within int64
         warn_once(
             f"queue-observe:{hook.name}:{what}",
-            "otel_pipeline: queue %r: the %s function returned %s, not a number >= 0; skipped",
+            "queue %r: the %s function returned %s, not a number >= 0; skipped",
             hook.name,
             what,
             safe_repr(value),

@@ -227,7 +227,7 @@ class ResourceMonitor:
         try:
             sample = _valid_sample(self.source.sample())
         except Exception:
-            warn_once("resources:sample", "otel_pipeline: sampling process resources failed; sample skipped")
+            warn_once("resources:sample", "sampling process resources failed; sample skipped")
             logger.debug("resource sample failure", exc_info=True)
             return None
         with self._lock:
@@ -353,17 +353,13 @@ def monitor_resources(interval: float = 5.0, *, source: ProcessSource | None = N
         if existing is not None:
             existing.stop()
         if pipeline is None or not pipeline.enabled or pipeline.registry is None:
-            warn_once(
-                "resources:unconfigured", "otel_pipeline: monitor_resources() before configure(); not started"
-            )
+            warn_once("resources:unconfigured", "monitor_resources() before configure(); not started")
             _MONITOR = ResourceMonitor(None, interval, source or _NoSource())
             return _MONITOR
         try:
             chosen = source if source is not None else PsutilSource()
         except Exception:
-            warn_once(
-                "resources:psutil", "otel_pipeline: psutil cannot read this process; resources not monitored"
-            )
+            warn_once("resources:psutil", "psutil cannot read this process; resources not monitored")
             logger.debug("psutil failure", exc_info=True)
             _MONITOR = ResourceMonitor(None, interval, _NoSource())
             return _MONITOR

@@ -390,9 +390,7 @@ def test_a_timeout_without_an_event_loop_is_not_enforced_and_logged_once(
     with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
         assert _drive(_send_with_timeout()) == "sent"
         assert _drive(_send_with_timeout()) == "sent"
-    assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: a timeout is only enforced inside an asyncio task"
-    ]
+    assert [r.getMessage() for r in caplog.records] == ["a timeout is only enforced inside an asyncio task"]
     assert capture.value("actions.executed", OK) == 2
 
 
@@ -404,9 +402,7 @@ async def test_a_timeout_in_a_loop_callback_is_not_enforced_and_logged(
     with caplog.at_level(logging.WARNING, logger="otel_pipeline"):
         loop.call_soon(lambda: in_callback.set_result(_drive(_send_with_timeout())))  # a loop, no task
         assert await in_callback == "sent"
-    assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: a timeout is only enforced inside an asyncio task"
-    ]
+    assert [r.getMessage() for r in caplog.records] == ["a timeout is only enforced inside an asyncio task"]
     assert capture.value("actions.executed", OK) == 1
 
 
@@ -428,7 +424,7 @@ async def test_too_many_actions_warns_once_and_still_records(
         executed = {p.attributes["action.name"]: p.value for p in capture.points("actions.executed")}
     assert executed == {"a": 1, "b": 1, "c": 2}
     assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: actions 'many' has more than 1 actions; is an id used as action name?"
+        "actions 'many' has more than 1 actions; is an id used as action name?"
     ]
 
 

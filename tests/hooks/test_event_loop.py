@@ -266,9 +266,7 @@ def test_a_recording_fault_is_logged_once_and_sampling_goes_on(
         return monitor
 
     assert loop.run_until_complete(main()).samples == 2
-    assert [r.getMessage() for r in caplog.records] == [
-        "otel_pipeline: recording event-loop lag failed; skipped"
-    ]
+    assert [r.getMessage() for r in caplog.records] == ["recording event-loop lag failed; skipped"]
 
 
 def test_outside_a_running_loop_without_a_loop_is_a_clear_error() -> None:

@@ -212,7 +212,7 @@ def test_a_recording_fault_never_reaches_the_caller(
         with pytest.raises(KeyError), op.events("orders").process("order.created"):
             raise KeyError("the caller's own")
     assert [r.getMessage() for r in caplog.records].count(
-        "otel_pipeline: events.process orders order.created failed to record"
+        "events.process orders order.created failed to record"
     ) == 1
     assert len(capture.spans("events.process orders order.created")) == 2  # ended all the same
     assert not trace.get_current_span().get_span_context().is_valid  # and no longer current

@@ -280,8 +280,8 @@ def test_a_recording_fault_never_breaks_the_queue(
         assert jobs.get() == 2
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "otel_pipeline: internal error in instrument_queue:put; it is ignored",
-        "otel_pipeline: internal error in instrument_queue:get; it is ignored",
+        "internal error in instrument_queue:put; it is ignored",
+        "internal error in instrument_queue:get; it is ignored",
     ]
 
 

@@ -189,7 +189,7 @@ def test_too_many_reasons_or_priorities_fold_into_other(
     assert reasons == {"a": 2, "b": 1, "_OTHER": 2}
     priorities = {p.attributes.get("priority"): p.value for p in capture.points("queue.jobs.enqueued")}
     assert priorities == {"p1": 1, "p2": 1, "_OTHER": 2}
-    noisy = "otel_pipeline: queue 'noisy' has more than 2 "
+    noisy = "queue 'noisy' has more than 2 "
     assert [r.getMessage() for r in caplog.records] == [
         noisy + "dead-letter reasons; the rest are recorded as _OTHER",
         noisy + "priorities; the rest are recorded as _OTHER",
@@ -221,9 +221,8 @@ def test_observed_depths_take_precedence(
         capture.collect()
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
-        "otel_pipeline: queue 'emails': the depth function raised; skipped",
-        "otel_pipeline: queue 'emails': the dead-letter depth function returned -1, not a number >= 0; "
-        "skipped",
+        "queue 'emails': the depth function raised; skipped",
+        "queue 'emails': the dead-letter depth function returned -1, not a number >= 0; skipped",
     ]
 
 
