@@ -122,6 +122,7 @@ def configure(
     cardinality_limit: int | None = None,
     handle_sigterm: bool | None = None,
     resource_attributes: Mapping[str, str] | None = None,
+    worker_group: bool | None = None,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
 
@@ -135,6 +136,11 @@ def configure(
     When an exporter pushes (OTLP, console) and the program has no ``SIGTERM`` handler of its
     own, a ``SIGTERM`` flushes before the process ends as ``SIGTERM`` would
     (``handle_sigterm=False`` / ``OTEL_PIPELINE_HANDLE_SIGTERM=false`` turns that off).
+
+    Processes of one service that configure the same Prometheus port (gunicorn, uvicorn and
+    Celery workers, a ``multiprocessing`` pool) form a worker group: one of them serves the
+    group's ``/metrics`` with the exact totals of all (docs/operations.md, "Multi-process
+    workers"); ``worker_group=False`` / ``OTEL_PIPELINE_WORKER_GROUP=false`` turns that off.
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
@@ -163,6 +169,7 @@ def configure(
         "cardinality_limit": cardinality_limit,
         "handle_sigterm": handle_sigterm,
         "resource_attributes": resource_attributes,
+        "worker_group": worker_group,
     }
     return _runtime.configure(**options)
 

@@ -89,6 +89,7 @@ class Config:
     instrument_mode: str = "core"
     cardinality_limit: int = 2000
     handle_sigterm: bool = True
+    worker_group: bool = True
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -175,6 +176,8 @@ class Config:
             )
         if not isinstance(self.handle_sigterm, bool):
             raise _fail("handle_sigterm", self.handle_sigterm, "use True or False")
+        if not isinstance(self.worker_group, bool):
+            raise _fail("worker_group", self.worker_group, "use True or False")
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
@@ -279,6 +282,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "prometheus_host": "OTEL_EXPORTER_PROMETHEUS_HOST",
     "prometheus_port": "OTEL_EXPORTER_PROMETHEUS_PORT",
     "handle_sigterm": "OTEL_PIPELINE_HANDLE_SIGTERM",
+    "worker_group": "OTEL_PIPELINE_WORKER_GROUP",
 }
 
 
@@ -333,6 +337,10 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("OTEL_PIPELINE_HANDLE_SIGTERM", "").strip():
         values["handle_sigterm"] = _env_bool(
             "OTEL_PIPELINE_HANDLE_SIGTERM", environ["OTEL_PIPELINE_HANDLE_SIGTERM"]
+        )
+    if environ.get("OTEL_PIPELINE_WORKER_GROUP", "").strip():
+        values["worker_group"] = _env_bool(
+            "OTEL_PIPELINE_WORKER_GROUP", environ["OTEL_PIPELINE_WORKER_GROUP"]
         )
     if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
         values["prometheus_port"] = int(

@@ -53,6 +53,7 @@ LAST_SUCCESS = declare(
     "Unix time of the last successful save; alert when it gets old.",
     ["checkpoint.name"],
     hook=HOOK,
+    merge="max",
 )
 
 

@@ -107,6 +107,7 @@ DEPTH = declare(
     "Jobs waiting on the queue now.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 DEAD_LETTER_DEPTH = declare(
     "queue.dead_letter.depth",
@@ -115,6 +116,7 @@ DEAD_LETTER_DEPTH = declare(
     "Jobs in the dead-letter queue now.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 UTILIZATION = declare(
     "queue.utilization",
@@ -123,6 +125,7 @@ UTILIZATION = declare(
     "Depth / capacity, for queues given a capacity.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 WORKERS = declare(
     "queue.workers",

@@ -40,6 +40,7 @@ CPU_UTILIZATION = declare(
     "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number "
     "of CPUs available to the process.",
     hook=HOOK,
+    merge="per_process",
 )
 CPU_TIME = declare(
     "process.cpu.time",
@@ -55,6 +56,7 @@ MEMORY_USAGE = declare(
     "By",
     "The amount of physical memory in use.",
     hook=HOOK,
+    merge="per_process",
 )
 MEMORY_VIRTUAL = declare(
     "process.memory.virtual",
@@ -62,9 +64,15 @@ MEMORY_VIRTUAL = declare(
     "By",
     "The amount of committed virtual memory.",
     hook=HOOK,
+    merge="per_process",
 )
 THREAD_COUNT = declare(
-    "process.thread.count", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{thread}", "Process threads count.", hook=HOOK
+    "process.thread.count",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "{thread}",
+    "Process threads count.",
+    hook=HOOK,
+    merge="per_process",
 )
 FILE_DESCRIPTORS = declare(
     "process.unix.file_descriptor.count",
@@ -72,6 +80,7 @@ FILE_DESCRIPTORS = declare(
     "{file_descriptor}",
     "Number of unix file descriptors in use by the process.",
     hook=HOOK,
+    merge="per_process",
 )
 DISK_IO = declare(
     "process.disk.io",
