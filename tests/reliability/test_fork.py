@@ -74,7 +74,7 @@ def test_pool_children_alive_do_not_keep_the_port() -> None:
         assert held == [[]] * 8
         assert op.shutdown() is True  # the workers are still alive
         assert refused(port)  # not accepted into a child's backlog and left hanging
-        pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)  # the same port again
+        pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)
         assert pipeline.prometheus_port == port
         assert request(f"http://127.0.0.1:{port}/metrics").status == 200
         assert all(child.is_alive() for child in multiprocessing.active_children())
