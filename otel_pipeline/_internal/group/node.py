@@ -99,25 +99,37 @@ class Group:
                 listener.close()
                 raise
             return None
-        sock = wire.connect(self.name, HELLO_TIMEOUT)
+        joined, reply = self._handshake(HELLO_TIMEOUT)
+        if joined is not None:
+            self._joined(*joined)
+            return None
+        if reply is not None and reply["t"] == "refuse":
+            raise OSError(self._cannot_serve(str(reply.get("reason"))))
+        return "the worker group's socket does not answer"
+
+    def _handshake(
+        self, timeout: float
+    ) -> tuple[tuple[socket.socket, wire.Decoder, str, list[dict[str, Any]]] | None, dict[str, Any] | None]:
+        """Connect and say hello; returns (joined, the hub's reply).
+
+        ``joined`` is (socket, decoder, hub id, messages after the welcome) when welcomed by a hub
+        this member was never in; else None, and the socket is closed.
+        """
+        sock = wire.connect(self.name, timeout)
         if sock is None:
-            return "the worker group's socket does not answer"
+            return None, None
+        reply: dict[str, Any] | None = None
         try:
             sock.sendall(wire.encode(self._hello()))
             pending: list[dict[str, Any]] = []
             decoder = wire.Decoder()
             reply = wire.recv_message(sock, decoder, pending)
+            if reply is not None and reply["t"] == "welcome" and str(reply["hub"]) not in self._hubs:
+                return (sock, decoder, str(reply["hub"]), pending), reply
         except (OSError, ValueError):
-            sock.close()
-            return "the worker group's hub does not answer"
-        kind = None if reply is None else reply["t"]
-        if kind == "welcome" and reply is not None:
-            self._joined(sock, decoder, str(reply["hub"]), pending)
-            return None
+            logger.debug("worker group: hello not answered", exc_info=True)
         sock.close()
-        if kind == "refuse" and reply is not None:
-            raise OSError(self._cannot_serve(str(reply.get("reason"))))
-        return "the worker group's hub is handing over"
+        return None, reply
 
     def _cannot_serve(self, why: str) -> str:
         config = self.pipeline.config
@@ -307,28 +319,20 @@ class Group:
                         self.role = "alone"
                         return False
                     return False  # the hub now: this thread's work is done
-                sock = wire.connect(self.name, HELLO_TIMEOUT)
-                if sock is not None:
-                    sock.sendall(wire.encode(self._hello()))
-                    decoder = wire.Decoder()
-                    extra: list[dict[str, Any]] = []
-                    reply = wire.recv_message(sock, decoder, extra)
-                    if reply is not None and reply["t"] == "welcome":
-                        hub_id = str(reply["hub"])
-                        if hub_id in self._hubs:
-                            sock.close()
-                            warn_once(
-                                "group-dropped",
-                                "worker group: this member (pid %d) was dropped by its hub; its metrics "
-                                "are no longer merged",
-                                os.getpid(),
-                            )
-                            self.role = "alone"
-                            return False
-                        with self._send_lock:
-                            self._joined(sock, decoder, hub_id, extra)
-                        return True
-                    sock.close()
+                joined, reply = self._handshake(HELLO_TIMEOUT)
+                if joined is not None:
+                    with self._send_lock:
+                        self._joined(*joined)
+                    return True
+                if reply is not None and reply["t"] == "welcome":  # the hub that dropped this member
+                    warn_once(
+                        "group-dropped",
+                        "worker group: this member (pid %d) was dropped by its hub; its metrics "
+                        "are no longer merged",
+                        os.getpid(),
+                    )
+                    self.role = "alone"
+                    return False
             except (OSError, ValueError):
                 logger.debug("worker group: election round failed", exc_info=True)
             if time.monotonic() >= deadline:
@@ -417,15 +421,11 @@ class Group:
     def _try_join_only(self) -> bool:
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            sock = wire.connect(self.name, 1.0)
-            if sock is not None:
-                sock.sendall(wire.encode(self._hello()))
-                reply = wire.recv_message(sock, wire.Decoder(), [])
-                if reply is not None and reply["t"] == "welcome" and str(reply["hub"]) not in self._hubs:
-                    self._sock = sock
-                    self._send_inheritance(sock)
-                    return True
-                sock.close()
+            joined, _ = self._handshake(1.0)
+            if joined is not None:
+                self._sock = joined[0]
+                self._send_inheritance(joined[0])
+                return True
             time.sleep(0.05)
         return False
 

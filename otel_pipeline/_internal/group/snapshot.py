@@ -72,7 +72,7 @@ def _kind(metric: Metric) -> str | None:
 
 
 def _exemplar(exemplar: Any) -> list[Any]:
-    filtered = dict(exemplar.filtered_attributes) if exemplar.filtered_attributes else None
+    filtered = None if exemplar.filtered_attributes is None else dict(exemplar.filtered_attributes)
     return [exemplar.value, exemplar.time_unix_nano, exemplar.span_id, exemplar.trace_id, filtered]
 
 
