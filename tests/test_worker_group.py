@@ -120,7 +120,7 @@ def test_a_member_that_leaves_keeps_its_totals_in_the_group(side: Side) -> None:
     assert ("queue_jobs_in_progress", EMAILS) not in found  # its in-flight work is gone with it
     health = json.loads(request(f"http://127.0.0.1:{side.port}/health").body)
     assert hub.group is not None
-    assert health["group"] == {"processes": [os.getpid()], "departed": 1}
+    assert health["group"] == {"hub": os.getpid(), "processes": [os.getpid()], "departed": 1}
 
 
 def test_health_shows_every_member_and_the_worst_status(side: Side) -> None:
@@ -157,7 +157,7 @@ def test_group_health_keeps_each_process_status_and_the_worst_details() -> None:
         "processes": {"10": "healthy", "11": "degraded", "12": "healthy"},
     }
     assert merged["components"]["breaker"] == {"status": "healthy", "processes": {"11": "healthy"}}
-    assert merged["group"] == {"processes": [10, 11, 12], "departed": 4}
+    assert merged["group"] == {"hub": 10, "processes": [10, 11, 12], "departed": 4}
     assert merged["score"] == health_score("degraded", merged["components"])
     unhealthy = [(10, {"exporter": {"status": "unhealthy"}})]
     assert node.merge_health(body, unhealthy, 0, health_score)[0] == 503

@@ -44,7 +44,7 @@ HEIR_WAIT = 3.0
 class _Peer:
     """One member connection."""
 
-    __slots__ = ("answered", "decoder", "pid", "sock", "source", "welcomed")
+    __slots__ = ("answered", "decoder", "leaving", "pid", "sock", "source", "welcomed")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -54,6 +54,8 @@ class _Peer:
         self.source: Source | None = None
         #: The newest refresh request this member answered.
         self.answered = 0
+        #: It sent its final snapshot: never the heir.
+        self.leaving = False
 
 
 class _Ticket:
@@ -231,6 +233,7 @@ class Hub:
                 source.carry_exemplars(peer.source)
                 peer.source = source
                 peer.answered = max(peer.answered, int(message.get("id", 0)))
+                peer.leaving = peer.leaving or bool(message.get("final"))
                 self._changed.notify_all()
         elif kind == "inherit":
             self.inherit(message)
@@ -314,11 +317,12 @@ class Hub:
 
     # -- the end --------------------------------------------------------------------------
 
-    def close(self, final: list[Any] | None = None) -> int | None:
+    def close(self, final: list[Any] | None = None, port: socket.socket | None = None) -> int | None:
         """Stop; hand the departed and ``final`` (the hub's own last totals) to an heir.
 
-        Returns the heir's pid, or None when no member could take it (the totals end with the
-        group). Members see their connection end and elect the next hub.
+        With ``port`` (the listening socket of /metrics) the heir gets that and the group's socket
+        too, and becomes the hub at once; the other members connect to it. Returns the heir's pid,
+        or None when no member could take it (the totals end with the group; the members elect).
         """
         with self._changed:
             if self._closing:
@@ -338,7 +342,7 @@ class Hub:
                 pass
         with self._lock:
             peers = sorted(
-                (peer for peer in self._peers.values() if peer.welcomed),
+                (peer for peer in self._peers.values() if peer.welcomed and not peer.leaving),
                 key=lambda peer: -(peer.source.time if peer.source else 0.0),
             )
             message = {
@@ -349,16 +353,19 @@ class Hub:
                 "members": self.merger.departed_members + 1,
             }
         heir = None
-        if final or self.merger.departed:
-            data = wire.encode(message)
-            for peer in peers:
-                try:
-                    peer.sock.settimeout(_HANDOVER_TIMEOUT)
-                    peer.sock.sendall(data)
-                except OSError:
-                    continue
-                heir = peer.pid
-                break
+        data = wire.encode(message) if final or self.merger.departed else b""
+        for peer in peers:
+            if not data and port is None:
+                break  # nothing to hand over: the members elect the next hub among themselves
+            try:
+                peer.sock.settimeout(_HANDOVER_TIMEOUT)
+                peer.sock.sendall(data)
+                if port is not None:
+                    wire.send_fds(peer.sock, {"t": "takeover"}, [self._listener.fileno(), port.fileno()])
+            except OSError:
+                continue
+            heir = peer.pid
+            break
         logger.debug("worker group: hub %d closed; the group's totals went to %s", os.getpid(), heir)
         for peer in list(self._peers.values()):
             peer.sock.close()

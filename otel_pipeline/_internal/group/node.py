@@ -63,6 +63,8 @@ class Group:
         self._decoder = wire.Decoder()
         #: Messages decoded but not handled yet (a hub may ask right after its welcome).
         self._pending: list[dict[str, Any]] = []
+        #: Descriptors the hub passed on this connection: its sockets, when it makes this member the hub.
+        self._fds: list[int] = []
         self._hub_id: str | None = None
         #: Hubs this member has been in: never joined again (see the module docstring).
         self._hubs: set[str] = set()
@@ -109,11 +111,13 @@ class Group:
 
     def _handshake(
         self, timeout: float
-    ) -> tuple[tuple[socket.socket, wire.Decoder, str, list[dict[str, Any]]] | None, dict[str, Any] | None]:
+    ) -> tuple[
+        tuple[socket.socket, wire.Decoder, str, list[dict[str, Any]], list[int]] | None, dict[str, Any] | None
+    ]:
         """Connect and say hello; returns (joined, the hub's reply).
 
-        ``joined`` is (socket, decoder, hub id, messages after the welcome) when welcomed by a hub
-        this member was never in; else None, and the socket is closed.
+        ``joined`` is (socket, decoder, hub id, messages after the welcome, descriptors passed) when
+        welcomed by a hub this member was never in; else None, and the socket is closed.
         """
         sock = wire.connect(self.name, timeout)
         if sock is None:
@@ -122,10 +126,12 @@ class Group:
         try:
             sock.sendall(wire.encode(self._hello()))
             pending: list[dict[str, Any]] = []
+            fds: list[int] = []
             decoder = wire.Decoder()
-            reply = wire.recv_message(sock, decoder, pending)
+            reply = wire.recv_message(sock, decoder, pending, fds)
             if reply is not None and reply["t"] == "welcome" and str(reply["hub"]) not in self._hubs:
-                return (sock, decoder, str(reply["hub"]), pending), reply
+                return (sock, decoder, str(reply["hub"]), pending, fds), reply
+            _close_fds(fds)
         except (OSError, ValueError):
             logger.debug("worker group: hello not answered", exc_info=True)
         sock.close()
@@ -148,31 +154,42 @@ class Group:
             "pid": os.getpid(),
         }
 
-    def _become_hub(self, listener: socket.socket, wait_for_port: bool) -> None:
+    def _become_hub(
+        self, listener: socket.socket, wait_for_port: bool, port: socket.socket | None = None
+    ) -> None:
+        """Serve the port (``port``: its listening socket, handed over by the previous hub).
+
+        The hub is in place, with what it inherited, before the first request is served: a scrape
+        never sees the group without the totals handed over (a counter would go down, a "reset").
+        """
         config = self.pipeline.config
-        deadline = time.monotonic() + (ELECTION_TIMEOUT if wait_for_port else 0.0)
-        while True:
-            try:
-                server = _start_server(self.pipeline, self.reader)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)  # the previous hub is still letting the port go
+        was_member = self.role == "member"
         hub = Hub(
             listener,
             service=config.service_name,
             host=config.prometheus_host,
             limit=config.cardinality_limit,
-            grouped=self.role == "member",  # taking over: the group lives on in other processes
+            grouped=was_member,  # taking over: the group lives on in other processes
         )
         for inheritance in self._inheritance.values():
             hub.inherit(inheritance)
-        self._inheritance = {}
         self.hub = hub
-        self.pipeline.server = server
         self.role = "hub"
         hub.start()
+        deadline = time.monotonic() + (ELECTION_TIMEOUT if wait_for_port else 0.0)
+        while True:
+            try:
+                server = _start_server(self.pipeline, self.reader, port)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # the previous hub is still letting the port go
+                    continue
+                self.hub, self.role = None, "member" if was_member else "idle"
+                hub.close()  # members that came meanwhile elect again; the inheritance stays here
+                raise
+        self._inheritance = {}
+        self.pipeline.server = server
         _register_exit()
         logger.debug("worker group: pid %d serves %s for the group", os.getpid(), server.url)
 
@@ -182,10 +199,12 @@ class Group:
         decoder: wire.Decoder,
         hub_id: str | None,
         pending: list[dict[str, Any]] | None = None,
+        fds: list[int] | None = None,
     ) -> None:
         self._sock = sock
         self._decoder = decoder
         self._pending = pending or []
+        self._fds = fds or []
         self._hub_id = hub_id
         if hub_id is not None:
             self._hubs.add(hub_id)
@@ -236,11 +255,14 @@ class Group:
                 asked = 0
                 ended = False
                 if sock in ready:
-                    data = sock.recv(1 << 20)
+                    data = wire.receive(sock, self._fds)
                     ended = not data
                     pending.extend(self._decoder.feed(data))
                 while pending:  # before an end of stream: the hub's last words (an inherit) count
-                    asked = max(asked, self._message(pending.pop(0)))
+                    message = pending.pop(0)
+                    if message["t"] == "takeover" and self._take_over(sock):
+                        return  # the hub now, on the sockets the previous hub handed over
+                    asked = max(asked, self._message(message))
                 if ended:
                     raise ConnectionResetError("the hub closed the connection")
                 if self._wake_r in ready:
@@ -258,7 +280,32 @@ class Group:
                     self._sock = None
                 sock.close()
                 pending.clear()
+                _close_fds(self._fds)
         return
+
+    def _take_over(self, sock: socket.socket) -> bool:
+        """The closing hub made this member its heir: serve on the sockets it passed along.
+
+        The group's socket and the port never close in between: no other process can become the
+        hub meanwhile, and a scrape waits in the port's backlog rather than being refused.
+        """
+        fds, self._fds = self._fds, []
+        if len(fds) < 2 or self._stopping:
+            _close_fds(fds)
+            return False
+        listener, port = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
+        _close_fds(fds[2:])
+        with self._send_lock:
+            self._sock = None
+        sock.close()
+        try:
+            self._become_hub(listener, wait_for_port=False, port=port)
+        except OSError:
+            logger.warning("worker group: taking over the port failed", exc_info=True)
+            listener.close()
+            port.close()
+            self.role = "alone"
+        return True
 
     def _message(self, message: dict[str, Any]) -> int:
         """Handle one message from the hub; returns the refresh it asks for (0: none)."""
@@ -392,31 +439,76 @@ class Group:
             self._wake_w.send(b"\0")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=ELECTION_TIMEOUT + 1)  # it may be taking over right now
-        role, self.role = self.role, "closed"
+        role = self.role
+        if role == "member" and self._final_hand_over():
+            role = "hub"  # made the heir while leaving: hub for a moment, to hand over in turn
+        self.role = "closed"
         if role == "hub" and self.hub is not None:
-            if self.pipeline.server is not None:
-                self.pipeline.server.stop()  # the port first: the heir is already trying it
-            final = encode(self._own())
-            self.hub.close(final)
-        elif role == "member":
-            self._final_hand_over()
+            self._close_hub(self.hub)
         for sock in (self._wake_r, self._wake_w):
             sock.close()
 
-    def _final_hand_over(self) -> None:
+    def _close_hub(self, hub: Hub) -> None:
+        server = self.pipeline.server
+        port = server.listening_socket() if server is not None else None
+        if server is not None:
+            server.stop()  # connections wait in the port's backlog for the heir
+        try:
+            hub.close(encode(self._own()), port)
+        finally:
+            if port is not None:
+                port.close()  # the heir has its own descriptor of it now
+
+    def _final_hand_over(self) -> bool:
+        """Send the last totals, then read the hub's last words; True when they made this the hub.
+
+        A hub that closes at the same moment may have chosen this member as its heir before it
+        read the final snapshot: the inheritance and the sockets are then on their way here.
+        """
+        sock = None
         try:
             if self._sock is None and not self._try_join_only():
-                return  # between hubs and none came in time: these last totals are lost
-            self._hand_over(0, final=True)
+                return False  # between hubs and none came in time: these last totals are lost
+            try:
+                self._hand_over(0, final=True)
+            except OSError:  # the hub has closed: its last words to us may still be there to read
+                logger.debug("worker group: the final hand-over found the hub gone", exc_info=True)
+            with self._send_lock:
+                sock, self._sock = self._sock, None
+            if sock is None:
+                return False
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(2.0)
+            pending, takeover = list(self._pending), False
+            while True:
+                while pending:
+                    message = pending.pop(0)
+                    takeover = takeover or message["t"] == "takeover"
+                    if message["t"] in ("inherit", "inherited"):
+                        self._message(message)
+                try:
+                    data = wire.receive(sock, self._fds)
+                except OSError:  # reset: the hub closed with our final unread (it chose us first)
+                    data = b""
+                if not data:
+                    break
+                pending.extend(self._decoder.feed(data))
+            if takeover and len(self._fds) >= 2:
+                fds, self._fds = self._fds, []
+                self.role = "member"
+                self._become_hub(
+                    socket.socket(fileno=fds[0]), wait_for_port=False, port=socket.socket(fileno=fds[1])
+                )
+                _close_fds(fds[2:])
+                return True
         except (OSError, ValueError):
             logger.debug("worker group: the final hand-over failed", exc_info=True)
         finally:
-            with self._send_lock:
-                sock, self._sock = self._sock, None
             if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+            _close_fds(self._fds)
+        return False
 
     def _try_join_only(self) -> bool:
         deadline = time.monotonic() + 2.0
@@ -444,7 +536,7 @@ class Group:
 def merge_health(
     body: dict[str, Any], reports: list[tuple[int, Any]], departed: int, score: Any
 ) -> tuple[int, dict[str, Any]]:
-    """Each component's worst status over ``reports`` ((pid, components)), with each pid's status."""
+    """Each component's worst status over ``reports`` ((pid, components), the hub's first), per pid too."""
     rank = {"healthy": 0, "degraded": 1, "unhealthy": 2}
     merged: dict[str, dict[str, Any]] = {}
     for pid, components in reports:
@@ -462,17 +554,25 @@ def merge_health(
         "status": status_name,
         "components": merged,
         "score": score(status_name, merged),
-        "group": {"processes": sorted(pid for pid, _ in reports), "departed": departed},
+        "group": {"hub": reports[0][0], "processes": sorted(pid for pid, _ in reports), "departed": departed},
     }
     return (503 if status_name == "unhealthy" else 200), result
 
 
-def _start_server(pipeline: Pipeline, reader: Any) -> Any:
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+def _start_server(pipeline: Pipeline, reader: Any, listener: socket.socket | None = None) -> Any:
     """The HTTP server with the default routes, started (raises OSError when the port is taken)."""
     from otel_pipeline._internal.routes import install_default_routes
     from otel_pipeline.server import MetricsServer
 
-    server = MetricsServer(pipeline.config.prometheus_host, pipeline.config.prometheus_port)
+    config = pipeline.config
+    server = MetricsServer(config.prometheus_host, config.prometheus_port, listener=listener)
     install_default_routes(server, pipeline, reader)
     server.start()
     return server

@@ -29,6 +29,9 @@ __all__ = [
     "connect",
     "encode",
     "peer_uid",
+    "receive",
+    "recv_message",
+    "send_fds",
 ]
 
 #: Bumped when messages change incompatibly; a hub refuses members of another version.
@@ -120,12 +123,31 @@ class Decoder:
         return messages
 
 
+#: The most descriptors one read takes (a hub hands over two: the group's socket and the port's).
+MAX_FDS = 4
+
+
+def receive(sock: socket.socket, fds: list[int]) -> bytes:
+    """Read what is there; descriptors passed along (``SCM_RIGHTS``) go to ``fds``."""
+    data, received, _, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS)
+    fds.extend(received)
+    return data
+
+
+def send_fds(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
+    """Send a small message with descriptors attached."""
+    data = encode(message)
+    sent = socket.send_fds(sock, [data], fds)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
 def recv_message(
-    sock: socket.socket, decoder: Decoder, pending: list[dict[str, Any]]
+    sock: socket.socket, decoder: Decoder, pending: list[dict[str, Any]], fds: list[int]
 ) -> dict[str, Any] | None:
     """The next message from a blocking socket (None at end of stream); ``pending`` keeps extras."""
     while not pending:
-        data = sock.recv(1 << 20)
+        data = receive(sock, fds)
         if not data:
             return None
         pending.extend(decoder.feed(data))

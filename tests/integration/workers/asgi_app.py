@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 import otel_pipeline as op
@@ -10,7 +11,7 @@ import otel_pipeline as op
 op.configure(service_name="web", prometheus_port=int(os.environ["METRICS_PORT"]))
 
 
-async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def hello(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     with op.events("orders").process("order.created"):
