@@ -133,6 +133,7 @@ def configure(
     pushgateway_grouping: Mapping[str, str] | None = None,
     pushgateway_delete_on_shutdown: bool | None = None,
     remote_write_url: str | None = None,
+    worker_group: bool | None = None,
     **unknown: Any,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
@@ -151,6 +152,11 @@ def configure(
     When an exporter pushes (OTLP, console) and the program has no ``SIGTERM`` handler of its
     own, a ``SIGTERM`` flushes before the process ends as ``SIGTERM`` would
     (``handle_sigterm=False`` / ``OTEL_PIPELINE_HANDLE_SIGTERM=false`` turns that off).
+
+    Processes of one service that configure the same Prometheus port (gunicorn, uvicorn and
+    Celery workers, a ``multiprocessing`` pool) form a worker group: one of them serves the
+    group's ``/metrics`` with the exact totals of all (docs/operations.md, "Multi-process
+    workers"); ``worker_group=False`` / ``OTEL_PIPELINE_WORKER_GROUP=false`` turns that off.
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
@@ -191,6 +197,7 @@ def configure(
         "pushgateway_grouping": pushgateway_grouping,
         "pushgateway_delete_on_shutdown": pushgateway_delete_on_shutdown,
         "remote_write_url": remote_write_url,
+        "worker_group": worker_group,
     }
     return _runtime.configure(**options)
 

@@ -96,6 +96,7 @@ class Config:
     handle_sigterm: bool = True
     #: Distinct names per hook kind (queues, caches, stages ...); past it new names share one hook.
     hook_name_limit: int = 500
+    worker_group: bool = True
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     # Batch runs (docs/batch.md): the Pushgateway and Prometheus remote write.
     pushgateway_url: str | None = None
@@ -212,6 +213,8 @@ class Config:
             )
         if not isinstance(self.handle_sigterm, bool):
             raise _fail("handle_sigterm", self.handle_sigterm, "use True or False")
+        if not isinstance(self.worker_group, bool):
+            raise _fail("worker_group", self.worker_group, "use True or False")
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
@@ -378,6 +381,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "pushgateway_grouping": "OTEL_PIPELINE_PUSHGATEWAY_GROUPING",
     "pushgateway_delete_on_shutdown": "OTEL_PIPELINE_PUSHGATEWAY_DELETE",
     "remote_write_url": "OTEL_PIPELINE_REMOTE_WRITE_URL",
+    "worker_group": "OTEL_PIPELINE_WORKER_GROUP",
 }
 
 
@@ -429,6 +433,10 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("OTEL_PIPELINE_HANDLE_SIGTERM", "").strip():
         values["handle_sigterm"] = _env_bool(
             "OTEL_PIPELINE_HANDLE_SIGTERM", environ["OTEL_PIPELINE_HANDLE_SIGTERM"]
+        )
+    if environ.get("OTEL_PIPELINE_WORKER_GROUP", "").strip():
+        values["worker_group"] = _env_bool(
+            "OTEL_PIPELINE_WORKER_GROUP", environ["OTEL_PIPELINE_WORKER_GROUP"]
         )
     if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
         values["prometheus_port"] = int(

@@ -228,6 +228,7 @@ class MetricsServer:
         io_timeout: float = 30.0,
         max_body: int = 65536,
         backlog: int = 1024,
+        listener: socket.socket | None = None,
     ) -> None:
         self._exact: dict[str, Route] = {}
         self._prefixes: dict[str, Route] = {}
@@ -242,7 +243,8 @@ class MetricsServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             # create_server sets SO_REUSEADDR: the port can be served again at once after stop().
-            self._listener = socket.create_server((host, port), family=family, backlog=backlog)
+            # A listening socket handed over by another process (a worker group's hub) is served as is.
+            self._listener = listener or socket.create_server((host, port), family=family, backlog=backlog)
         except OSError as error:
             raise OSError(
                 f"otel_pipeline: cannot serve /metrics on {host}:{port} "
@@ -287,6 +289,10 @@ class MetricsServer:
         """Client connections open right now (idle, reading, being answered or closing)."""
         with self._lock:
             return len(self._open)
+
+    def listening_socket(self) -> socket.socket:
+        """A duplicate of the listening socket: handed to another process, it keeps the port open."""
+        return self._listener.dup()
 
     def add_route(self, path: str, route: Route, *, prefix: bool = False) -> None:
         """Serve ``path`` (or every path under ``path`` when ``prefix``) with ``route``."""

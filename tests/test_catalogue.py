@@ -54,7 +54,11 @@ def test_render_lists_every_metric_under_its_hook() -> None:
         MetricSpec("b.level", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By", "Level.", (), "beta"),
     ]
     text = docgen.render(specs)
-    body = text[text.index("3 metrics") :]
+    body, _, rules = text[text.index("3 metrics") :].partition("\n## Worker groups: merge rules\n")
+    assert rules.endswith(
+        "| Metric | Merge |\n|---|---|\n"
+        "| `a.time` | `sum` |\n| `b.count` | `sum` |\n| `b.level` | `live_sum` |\n"
+    )
     assert body == (
         "3 metrics from 2 hooks: alpha, beta.\n\n"
         "## alpha\n\n"

@@ -21,14 +21,28 @@ def declare(
     attributes: Iterable[str] = (),
     *,
     hook: str,
+    merge: str = "",
 ) -> MetricSpec:
-    """Add a metric to the catalogue (idempotent for an identical declaration) and return it."""
-    spec = MetricSpec(name, kind, unit, description, tuple(attributes), hook)
+    """Add a metric to the catalogue (idempotent for an identical declaration) and return it.
+
+    ``merge``: how a worker group merges its members' points (default: by kind, see ``spec.py``).
+    """
+    spec = MetricSpec(name, kind, unit, description, tuple(attributes), hook, merge)
     existing = _CATALOGUE.get(name)
     if existing is not None and existing != spec:
         raise ValueError(f"metric {name!r} is declared twice with different definitions")
     _CATALOGUE[name] = spec
     return spec
+
+
+def find(name: str) -> MetricSpec | None:
+    """The declared metric named ``name``, or None (an application's own instrument)."""
+    return _CATALOGUE.get(name)
+
+
+def declared() -> list[MetricSpec]:
+    """The metrics declared so far (without importing the hook modules)."""
+    return list(_CATALOGUE.values())
 
 
 def all_metrics() -> list[MetricSpec]:

@@ -87,7 +87,32 @@ def render(metrics: Iterable[MetricSpec] | None = None) -> str:
             *(_row(spec) for spec in group),
         ]
         parts.append("\n".join(rows) + "\n")
+    parts.append(_merge_rules(specs))
     return "\n".join(parts)
+
+
+_MERGE_HEADER = """## Worker groups: merge rules
+
+How one `/metrics` of a worker group (docs/operations.md, "Multi-process workers") merges its
+members' points of each metric, declared in the catalogue (`declare(..., merge=...)`):
+
+- `sum`: over the live members and the departed ones (a member's last totals stay in the group);
+- `live_sum`: over the live members only (what a dead worker had in flight is gone);
+- `last` / `max` / `min`: the latest observation / the largest / the smallest of the live members
+  (one shared thing observed by every worker, or the worst view of it);
+- `per_process`: one series per live member, with a `process.pid` attribute;
+- `ratio:NUM/DEN+...`: recomputed from the merged counters, per the metric's attributes, never
+  averaged (a `{key=value}` term takes only the points with that attribute value).
+
+An application's own instruments merge by kind: counters and histograms `sum`, up-down counters
+`live_sum`, gauges `last`.
+"""
+
+
+def _merge_rules(specs: Sequence[MetricSpec]) -> str:
+    rows = ["| Metric | Merge |", "|---|---|"]
+    rows += [f"| `{spec.name}` | `{_cell(spec.merge or spec.merge_rule)}` |" for spec in specs]
+    return _MERGE_HEADER + "\n" + "\n".join(rows) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

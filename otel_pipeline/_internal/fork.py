@@ -4,9 +4,9 @@ After ``os.fork()`` (multiprocessing's fork start method, pre-forking servers) t
 copy of everything the parent recorded. Exporting it again would count it twice. So the child
 abandons the copied pipeline without flushing it (its readers go quiet, see ``merge.py``) and
 builds a fresh one from the same options: new resource (new ``service.instance.id``), empty
-registry, its own exporter threads. The parent's ``/metrics`` port belongs to the parent, so a
-child of a Prometheus-exporting process serves no endpoint of its own (use OTLP for
-multi-process workers, see docs/operations.md).
+registry, its own exporter threads. The parent's ``/metrics`` port belongs to the parent: a
+child of a Prometheus-exporting process joins the parent's worker group as a member (its hub
+serves what the child records, see ``group/``), or with the group off serves nothing.
 
 Nothing of the parent's stays open in the child: the server closes its listening socket and
 client connections (``server.py``'s own at-fork handler), and the copied exporters' pooled HTTP
@@ -24,7 +24,7 @@ import uuid
 
 from opentelemetry.sdk.resources import Resource
 
-from otel_pipeline._internal import errors, runtime
+from otel_pipeline._internal import errors, group, runtime
 from otel_pipeline._internal.exemplars import TRACKER
 
 __all__ = ["register"]
@@ -62,11 +62,13 @@ def _in_child() -> None:
             "parent's group; use exporter='otlp' for multi-process workers",
             os.getpid(),
         )
-    if pipeline.config.exports("prometheus"):
+    if group.after_fork_in_child(pipeline, fresh):
+        pass  # a member of the parent's worker group: its hub serves what the child records
+    elif pipeline.config.exports("prometheus"):
         errors.warn_once(
             "fork-prometheus",
-            "forked child (pid %d) of a process serving /metrics serves none itself; "
-            "use exporter='otlp' for multi-process workers",
+            "forked child (pid %d) of a process serving /metrics serves none itself (the worker group "
+            "is off: worker_group=False, port 0 or not Linux); see docs/operations.md",
             os.getpid(),
         )
     runtime.install(fresh)

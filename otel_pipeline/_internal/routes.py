@@ -95,7 +95,10 @@ def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: 
         return 200, content_type, body
 
     def health(path: str, headers: dict[str, str]) -> Response:
-        return json_response(*health_report(pipeline))
+        status, body = health_report(pipeline)
+        if pipeline.group is not None:  # every member of the worker group counts
+            status, body = pipeline.group.health(status, body)
+        return json_response(status, body)
 
     server.add_route("/metrics", metrics)
     server.add_route("/health", health)

@@ -93,6 +93,9 @@ class Pipeline:
         self.on_shutdown: list[Callable[[], None]] = []
         #: Whether configure() installed the SIGTERM handler for this pipeline (see signals.py).
         self.handles_sigterm = False
+        #: The Prometheus reader (what /metrics serves), and the worker group it is part of (group/).
+        self.scrape_reader: Any = None
+        self.group: Any = None
 
     @property
     def enabled(self) -> bool:
@@ -101,18 +104,33 @@ class Pipeline:
 
     @property
     def prometheus_port(self) -> int | None:
-        """The port ``/metrics`` is served on (the real one when 0 was asked for), or None."""
-        return None if self.server is None else int(self.server.port)
+        """The port ``/metrics`` is served on (the real one when 0 was asked for), or None.
+
+        A worker group's member serves nothing itself: this is the group's port, served by its hub.
+        """
+        if self.server is None:
+            return self.config.prometheus_port if self.group is not None else None
+        return int(self.server.port)
 
     @property
     def metrics_url(self) -> str | None:
-        return None if self.server is None else f"{self.server.url}/metrics"
+        if self.server is None:
+            port = self.prometheus_port
+            host = self.config.prometheus_host
+            host = f"[{host}]" if ":" in host else host
+            return None if port is None else f"http://{host}:{port}/metrics"
+        return f"{self.server.url}/metrics"
 
     def collect(self) -> MetricsData | None:
         """Everything recorded so far, as the exporters would see it (cumulative)."""
         if self.local_reader is None or self._closed:
             return None
         return self.local_reader.get_metrics_data()
+
+    def collect_group(self, refresh: bool = True) -> MetricsData | None:
+        """What :meth:`collect` returns, merged over the worker group when this process is its hub."""
+        data = self.collect()
+        return data if self.group is None else self.group.merged(data, "local", refresh)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush metrics and spans, stop the server; idempotent; returns within ``timeout`` seconds.
@@ -276,19 +294,16 @@ def build_pipeline(
         export_state=built.export_state,
         resource=resource,
     )
+    pipeline.scrape_reader = built.prometheus_registry
     if serve and built.prometheus_registry is not None:
-        from otel_pipeline._internal.routes import install_default_routes
-        from otel_pipeline.server import MetricsServer
+        from otel_pipeline._internal import group
 
         try:
-            server = MetricsServer(config.prometheus_host, config.prometheus_port)
+            group.serve(pipeline, built.prometheus_registry)  # alone, or in a worker group
         except OSError:
             tracer_provider.shutdown()
             meter_provider.shutdown()
             raise
-        install_default_routes(server, pipeline, built.prometheus_registry)
-        server.start()
-        pipeline.server = server
     return pipeline
 
 
@@ -331,7 +346,9 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
                     "stay those of the first configure()",
                 )
         install(pipeline)
-        if config.handle_sigterm and pipeline.enabled and pipeline.export_state.pushes:
+        # A worker group's hand-overs are pushes too: a member's last totals, the hub's departed.
+        pushes = pipeline.export_state.pushes or pipeline.group is not None
+        if config.handle_sigterm and pipeline.enabled and pushes:
             pipeline.handles_sigterm = signals.install(shutdown)
         if not _atexit_registered:
             atexit.register(shutdown)

@@ -158,7 +158,7 @@ def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
     from otel_pipeline.hooks.health import collect_stats, collector_names
 
     omitted: dict[str, int] = {}
-    hooks = stats_document(pipeline.collect(), omitted, name)
+    hooks = stats_document(pipeline.collect_group(), omitted, name)
     body: dict[str, Any] = {"service": pipeline.config.service_name, "time": time.time()}
     if name is None:
         body.update(hooks=hooks, collectors=collect_stats())
@@ -183,7 +183,7 @@ def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
 
 def install_stats_routes(server: MetricsServer, pipeline: Pipeline) -> None:
     """Add /stats, /stats/{name} and /trends to ``server``; start the trends snapshotter."""
-    trends = Trends(lambda: totals(pipeline.collect()))
+    trends = Trends(lambda: totals(pipeline.collect_group(refresh=False)))
 
     def stats(path: str, headers: dict[str, str]) -> Response:
         name = path[len("/stats/") :] if path.startswith("/stats/") else ""

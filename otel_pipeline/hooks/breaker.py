@@ -44,6 +44,7 @@ STATE_GAUGE = declare(
     "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
     [_NAME],
     hook=HOOK,
+    merge="per_process",
 )
 TRANSITIONS = declare(
     "circuit_breaker.transitions",

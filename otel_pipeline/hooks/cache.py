@@ -50,6 +50,7 @@ HIT_RATIO = declare(
     "Hits / (hits + misses) since the process started recording; absent before the first lookup.",
     _ATTRS,
     hook=HOOK,
+    merge="ratio:cache.hits/cache.hits+cache.misses",
 )
 ENTRIES = declare(
     "cache.entries",

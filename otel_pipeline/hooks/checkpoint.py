@@ -54,6 +54,7 @@ LAST_SUCCESS = declare(
     "Unix time of the last successful save; alert when it gets old.",
     ["checkpoint.name"],
     hook=HOOK,
+    merge="max",
 )
 
 

@@ -38,6 +38,7 @@ DUPLICATE_RATIO = declare(
     "Duplicates / checks since the process started recording; absent before the first check.",
     _ATTRS,
     hook=HOOK,
+    merge="ratio:dedup.duplicates/dedup.checks",
 )
 
 

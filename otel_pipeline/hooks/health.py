@@ -66,6 +66,7 @@ TARGET_STATUS = declare(
     "Health of a target: 0 unknown, 1 healthy, 2 degraded, 3 unhealthy.",
     [TARGET],
     hook=HOOK,
+    merge="max",
 )
 CONSECUTIVE_FAILURES = declare(
     "health.target.consecutive_failures",
@@ -74,6 +75,7 @@ CONSECUTIVE_FAILURES = declare(
     "Failed probes of a target since its last successful one.",
     [TARGET],
     hook=HOOK,
+    merge="max",
 )
 SUCCESS_RATE = declare(
     "health.target.success_rate",
@@ -82,6 +84,7 @@ SUCCESS_RATE = declare(
     "Share of a target's recent probes (the last `window`) that succeeded.",
     [TARGET],
     hook=HOOK,
+    merge="min",
 )
 PROBES = declare(
     "health.target.probes",
@@ -98,6 +101,7 @@ LAST_SUCCESS = declare(
     "Unix time of the refresh job's last successful run.",
     [REFRESH],
     hook=HOOK,
+    merge="max",
 )
 REFRESH_IN_PROGRESS = declare(
     "refresh.in_progress",
@@ -114,6 +118,7 @@ REFRESH_INTERVAL = declare(
     "How often the refresh job is meant to run.",
     [REFRESH],
     hook=HOOK,
+    merge="max",
 )
 REFRESH_DURATION = declare(
     "refresh.duration",

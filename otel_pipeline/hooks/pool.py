@@ -90,6 +90,7 @@ UTILIZATION = declare(
     "Connections in use divided by the pool's maximum size.",
     [POOL],
     hook=HOOK,
+    merge="ratio:db.client.connection.count{db.client.connection.state=used}/db.client.connection.max",
 )
 
 _NO_SPANS = HookTracer(None, 0.0, None)

@@ -120,6 +120,7 @@ DEPTH = declare(
     "Jobs waiting on the queue now.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 DEAD_LETTER_DEPTH = declare(
     "queue.dead_letter.depth",
@@ -128,6 +129,7 @@ DEAD_LETTER_DEPTH = declare(
     "Jobs in the dead-letter queue now.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 OLDEST_AGE = declare(
     "queue.oldest_job.age",
@@ -145,6 +147,7 @@ UTILIZATION = declare(
     "Depth / capacity, for queues given a capacity.",
     [NAME],
     hook=HOOK,
+    merge="last",
 )
 WORKERS = declare(
     "queue.workers",

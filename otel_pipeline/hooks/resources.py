@@ -42,6 +42,7 @@ CPU_UTILIZATION = declare(
     "Difference in process.cpu.time since the last measurement, divided by the elapsed time and number "
     "of CPUs available to the process.",
     hook=HOOK,
+    merge="per_process",
 )
 CPU_TIME = declare(
     "process.cpu.time",
@@ -57,6 +58,7 @@ MEMORY_USAGE = declare(
     "By",
     "The amount of physical memory in use.",
     hook=HOOK,
+    merge="per_process",
 )
 MEMORY_VIRTUAL = declare(
     "process.memory.virtual",
@@ -64,9 +66,15 @@ MEMORY_VIRTUAL = declare(
     "By",
     "The amount of committed virtual memory.",
     hook=HOOK,
+    merge="per_process",
 )
 THREAD_COUNT = declare(
-    "process.thread.count", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{thread}", "Process threads count.", hook=HOOK
+    "process.thread.count",
+    Kind.OBSERVABLE_UP_DOWN_COUNTER,
+    "{thread}",
+    "Process threads count.",
+    hook=HOOK,
+    merge="per_process",
 )
 FILE_DESCRIPTORS = declare(
     "process.unix.file_descriptor.count",
@@ -74,6 +82,7 @@ FILE_DESCRIPTORS = declare(
     "{file_descriptor}",
     "Number of unix file descriptors in use by the process.",
     hook=HOOK,
+    merge="per_process",
 )
 DISK_IO = declare(
     "process.disk.io",

@@ -1,4 +1,8 @@
-"""Forked children keep nothing of the parent's server or exporters: the port is free once it stops."""
+"""Forked children keep nothing of the parent's server or exporters: the port is free once it stops.
+
+These run with the worker group off (``worker_group=False``): in a group the children are members and
+one takes the port over when the parent stops (tests/integration/test_worker_group*.py).
+"""
 
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ def _report(port: int) -> list[tuple[int, Any]]:
 
 def test_pool_children_alive_do_not_keep_the_port() -> None:
     port = free_port()
-    op.configure(service_name="forking", prometheus_port=port)
+    op.configure(service_name="forking", prometheus_port=port, worker_group=False)
     op.queue("emails").enqueued()
     keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     keep_alive.request("GET", "/metrics")  # an open client connection when the pool forks
@@ -70,7 +74,7 @@ def test_pool_children_alive_do_not_keep_the_port() -> None:
         assert held == [[]] * 8
         assert op.shutdown() is True  # the workers are still alive
         assert refused(port)  # not accepted into a child's backlog and left hanging
-        pipeline = op.configure(service_name="forking", prometheus_port=port)  # the same port again
+        pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)
         assert pipeline.prometheus_port == port
         assert request(f"http://127.0.0.1:{port}/metrics").status == 200
         assert all(child.is_alive() for child in multiprocessing.active_children())
@@ -79,7 +83,7 @@ def test_pool_children_alive_do_not_keep_the_port() -> None:
 
 def test_os_fork_child_releases_the_listening_socket() -> None:
     port = free_port()
-    op.configure(service_name="forking", prometheus_port=port)
+    op.configure(service_name="forking", prometheus_port=port, worker_group=False)
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
@@ -101,7 +105,7 @@ def test_os_fork_child_releases_the_listening_socket() -> None:
             assert reader.read() == "[]"
         assert op.shutdown() is True
         assert refused(port)
-        pipeline = op.configure(service_name="forking", prometheus_port=port)
+        pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)
         assert pipeline.prometheus_port == port
         assert request(f"http://127.0.0.1:{port}/health").status == 200
     finally:

@@ -1,0 +1,70 @@
+"""Worker groups: one ``/metrics`` with the exact totals of every process of a service on a host.
+
+Processes of one service that configure the same Prometheus port serve one ``/metrics`` (and
+``/health``, ``/stats``, ``/trends``) for all of them.
+
+The design and its guarantees are in docs/operations.md ("Multi-process workers"). In short:
+
+- ``wire.py``: the group's abstract Unix socket (the election: whoever binds it is the hub) and
+  its length-prefixed JSON messages;
+- ``snapshot.py``: a process's collection as plain lists (a member's hand-over);
+- ``merge.py``: the hub's merge, per metric rule from the catalogue, with the departed accumulator;
+- ``hub.py``: the serving process's side; ``node.py``: one process's role, election, hand-overs
+  and take-over of the port.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from otel_pipeline._internal.group import wire
+from otel_pipeline._internal.group.node import Group
+
+if TYPE_CHECKING:
+    from otel_pipeline._internal.runtime import Pipeline
+
+__all__ = ["Group", "after_fork_in_child", "serve", "wanted"]
+
+
+def wanted(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline`` serves /metrics as part of a worker group (not: opted out, port 0, not Linux)."""
+    config = pipeline.config
+    return (
+        config.worker_group
+        and config.exporter == "prometheus"
+        and config.prometheus_port != 0
+        and wire.available()
+    )
+
+
+def serve(pipeline: Pipeline, reader: Any) -> None:
+    """Serve /metrics for ``pipeline``: alone, or as the hub or a member of its worker group."""
+    if not wanted(pipeline):
+        from otel_pipeline._internal.group.node import _start_server
+
+        pipeline.server = _start_server(pipeline, reader)
+        return
+    group = Group(pipeline, reader)
+    try:
+        group.elect()
+    except BaseException:
+        group.abandon()  # nothing was opened but its own wake-up sockets
+        raise
+    pipeline.group = group
+    pipeline.on_shutdown.append(group.close)
+
+
+def after_fork_in_child(parent: Pipeline, child: Pipeline) -> bool:
+    """In a forked child: drop the parent's group sockets; the child joins the group. True if it did."""
+    group = parent.group
+    if not isinstance(group, Group):
+        return False
+    group.abandon()
+    reader = child.scrape_reader
+    if reader is None or not wanted(child):
+        return False
+    joined = Group(child, reader)
+    joined.join_forked()
+    child.group = joined
+    child.on_shutdown.append(joined.close)
+    return True

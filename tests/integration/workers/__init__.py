@@ -1,0 +1,1 @@
+"""Applications the worker-group tests run under real servers (gunicorn, uvicorn, multiprocessing)."""
