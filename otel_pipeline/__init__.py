@@ -45,6 +45,8 @@ from otel_pipeline.hooks.pool import ConnectionPool, connection_pool
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
 from otel_pipeline.hooks.stdlib_queue import instrument_queue, uninstrument_queue
+from otel_pipeline.integrations.celery import instrument_celery, uninstrument_celery
+from otel_pipeline.integrations.rq import instrument_rq, uninstrument_rq
 from otel_pipeline.progress import LiveProgress, live_progress
 from otel_pipeline.summary import print_summary, summary, write_summary
 
@@ -83,8 +85,10 @@ __all__ = [
     "events",
     "health_target",
     "http_client",
+    "instrument_celery",
     "instrument_pybreaker",
     "instrument_queue",
+    "instrument_rq",
     "live_progress",
     "monitor_resources",
     "pipeline",
@@ -96,8 +100,10 @@ __all__ = [
     "shutdown",
     "stage",
     "summary",
+    "uninstrument_celery",
     "uninstrument_pybreaker",
     "uninstrument_queue",
+    "uninstrument_rq",
     "unregister_collector",
     "unregister_health_check",
     "write_summary",
