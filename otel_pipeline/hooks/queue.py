@@ -23,7 +23,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
-from time import perf_counter, time
+from time import time
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -33,7 +33,7 @@ from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, pub
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, check_name, get_hook, hooks_of, state_on
-from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
+from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries, failure_attributes
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
@@ -235,19 +235,22 @@ class _Processing(OutcomeOperation):
 
 
 class _Finished(Operation):
-    """A job's end recorded by :func:`finish_job` with an outcome other than success or failure."""
+    """A job's end recorded by :func:`finish_job`: an outcome of its own, or a duration given."""
 
-    __slots__ = ("_attributes", "_processing")
+    __slots__ = ("_attributes", "_duration", "_processing")
 
-    def __init__(self, processing: _Processing, attributes: dict[str, str]) -> None:
+    def __init__(
+        self, processing: _Processing, attributes: dict[str, str] | None, duration: float | None
+    ) -> None:
         # The timer's __exit__ uses only end() and span_name: no Operation.__init__ (no dict copy).
         self._processing = processing
         self._attributes = attributes
+        self._duration = duration
         self.span_name = processing.span_name
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
         processing = self._processing
-        processing.outcomes.end(duration, self._attributes)
+        processing.outcomes.end(duration if self._duration is None else self._duration, self._attributes)
         if processing._hook._workers_open:
             _busy(processing._hook, -1)
 
@@ -271,15 +274,17 @@ def finish_job(
     if not isinstance(scope, Timed):  # a Noop: instrumentation is off
         return
     try:
-        if duration is not None:
-            scope._start = perf_counter() - max(0.0, duration)
+        op = scope._op
+        if (outcome is not None or duration is not None) and isinstance(op, _Processing):
+            attributes: dict[str, str] | None = None
+            if outcome is not None:
+                attributes = {"outcome": outcome}
+                if error is not None:
+                    attributes["error.type"] = type(error).__qualname__
+            elif error is not None:
+                attributes = failure_attributes(type(error))
+            scope._op = _Finished(op, attributes, None if duration is None else max(0.0, float(duration)))
         if outcome is not None:
-            op = scope._op
-            attributes = {"outcome": outcome}
-            if error is not None:
-                attributes["error.type"] = type(error).__qualname__
-            if isinstance(op, _Processing):
-                scope._op = _Finished(op, attributes)
             scope.span_attributes = {**(scope.span_attributes or {}), "queue.job.outcome": outcome}
             error = None
     except Exception:
