@@ -1,4 +1,4 @@
-"""op.instrument_celery(): a real Celery app and worker (in this process, solo and threads pools) on a real Redis.
+"""op.instrument_celery(): a real Celery app and worker (in this process: solo, threads) on a real Redis.
 
 The worker runs in a thread of the test process (``celery.contrib.testing.worker``), so that every
 count is read from the test's own capture; the real ``celery worker`` processes (prefork, solo) are
@@ -18,7 +18,7 @@ import pytest
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import Ignore, Reject, TimeLimitExceeded
-from kombu import Queue as KombuQueue
+from kombu.entity import Queue as KombuQueue
 
 import otel_pipeline as op
 from otel_pipeline.integrations import celery as celery_integration
@@ -122,8 +122,7 @@ def test_a_mix_of_tasks_is_counted_by_outcome_with_the_producers_trace(
     assert capture.value("queue.jobs.retried", CELERY) == 1
     assert capture.value("queue.jobs.enqueued", {**CELERY, "job.type": TASK}) == 6  # the retry is not
     assert capture.point("queue.job.wait_time", {**CELERY, "job.type": TASK}).count == 7
-    durations = [p for p in capture.points("queue.job.duration")]
-    assert sum(p.count for p in durations) == 7
+    assert sum(p.count for p in capture.points("queue.job.duration")) == 7
     assert capture.value("queue.jobs.in_progress", {**CELERY, "job.type": TASK}) == 0
     assert capture.value("queue.depth", CELERY) == 0
     assert capture.value("queue.oldest_job.age", CELERY) == 0.0
@@ -133,29 +132,34 @@ def test_a_mix_of_tasks_is_counted_by_outcome_with_the_producers_trace(
     processes = capture.spans("queue.process celery")
     assert len(processes) == 7
     by_trace: dict[int, list[Any]] = {}
-    for span in processes:
-        by_trace.setdefault(span.context.trace_id, []).append(span)
+    for process in processes:
+        assert process.context is not None
+        by_trace.setdefault(process.context.trace_id, []).append(process)
     for what, request in requests.items():
         send = sends[request.get_span_context().span_id]
         spans = sorted(by_trace[request.get_span_context().trace_id], key=lambda s: s.start_time)
-        assert spans[0].parent is not None and spans[0].parent.span_id == send.context.span_id
+        assert spans[0].parent is not None
+        assert spans[0].parent.span_id == send.context.span_id
         assert spans[0].attributes is not None
         assert spans[0].attributes["job.type"] == TASK
         assert spans[0].attributes["messaging.system"] == "redis"
         if what == "retry":  # the second attempt: the child of the first
             assert len(spans) == 2
-            assert spans[1].parent is not None and spans[1].parent.span_id == spans[0].context.span_id
+            assert spans[1].parent is not None
+            assert spans[1].parent.span_id == spans[0].context.span_id
             assert spans[0].attributes["queue.job.outcome"] == "retry"
         else:
             assert len(spans) == 1
     failed = [s for s in processes if s.attributes and s.attributes.get("error.type") == "KeyError"]
-    assert len(failed) == 1 and failed[0].status.status_code.name == "ERROR"
+    assert len(failed) == 1
+    assert failed[0].status.status_code.name == "ERROR"
 
 
 def test_a_dead_letter_queue_declared_counts_rejected_tasks(
     capture: Capture, redis_server: Redis, uninstrument: None
 ) -> None:
-    queues = [KombuQueue("celery", queue_arguments={"x-dead-letter-exchange": "dead"})]
+    dead_lettering = {"x-dead-letter-exchange": "dead"}
+    queues = [KombuQueue("celery", queue_arguments=dead_lettering)]  # type: ignore[no-untyped-call]
     app = make_app(redis_server, task_queues=queues)
     op.instrument_celery(app)
     app.tasks[TASK].delay("reject")
@@ -222,7 +226,7 @@ def test_threads_pool_workers_are_active_while_they_run_a_task(
 def test_an_unconsumed_declared_queue_reports_its_exact_depth(
     capture: Capture, redis_server: Redis, uninstrument: None
 ) -> None:
-    queues = [KombuQueue("celery"), KombuQueue("reports")]
+    queues = [KombuQueue(name) for name in ("celery", "reports")]  # type: ignore[no-untyped-call]
     app = make_app(redis_server, task_queues=queues)
     op.instrument_celery(app)
     for priority in (0, 0, 5, 9):
