@@ -29,6 +29,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from opentelemetry import trace
+
 from otel_pipeline._internal import runtime
 from otel_pipeline._internal.errors import logger, never_raises, warn_once
 from otel_pipeline._internal.timed import TimedScope
@@ -304,8 +306,17 @@ def _perform_job(
 def _flush_horse() -> None:
     """In a work horse: export the job's spans now (it leaves with os._exit(), flushing nothing)."""
     pipeline = runtime.STATE.pipeline
-    if pipeline is not None and pipeline.tracer_provider is not None:
-        pipeline.tracer_provider.force_flush(_HORSE_FLUSH_MS)
+    providers: list[Any] = (
+        [] if pipeline is None or pipeline.tracer_provider is None else [pipeline.tracer_provider]
+    )
+    # The job's own spans go through the global provider: the one this process inherited.
+    global_provider = trace.get_tracer_provider()
+    if global_provider not in providers:
+        providers.append(global_provider)
+    for provider in providers:
+        flush = getattr(provider, "force_flush", None)
+        if callable(flush):
+            flush(_HORSE_FLUSH_MS)
 
 
 def _register_birth(state: _Instrumentation, guard: Any, original: Any, worker: Any) -> Any:
