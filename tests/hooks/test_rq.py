@@ -8,6 +8,7 @@ The ``rq worker`` command itself is in tests/integration/test_rq_worker.py.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -198,3 +199,39 @@ def test_missing_rq(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "rq", None)
     with pytest.raises(ImportError, match=r"pip install 'otel_pipeline\[rq\]'"):
         op.instrument_rq()
+
+
+def test_an_execution_that_raises_is_a_failure_and_the_error_reaches_rq(
+    capture: Capture, connection: RedisClient, instrumented: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = Queue("default", connection=connection)
+    queue.enqueue(rq_jobs.ok, 1)
+    worker = SimpleWorker([queue], connection=connection)
+
+    def broken(*_: Any) -> None:
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(worker, "prepare_execution", broken)
+    job = queue.dequeue_any([queue], None, connection=connection)
+    assert job is not None
+    with pytest.raises(ConnectionError):
+        worker.execute_job(job[0], queue)
+    assert processed(capture) == {(name(rq_jobs.ok), "failure", "ConnectionError"): 1}
+
+
+def test_uninstrument_ends_the_workers_still_open(capture: Capture, connection: RedisClient) -> None:
+    op.instrument_rq()
+    worker = SimpleWorker([Queue("default", connection=connection)], connection=connection)
+    worker.register_birth()
+    assert capture.value("queue.workers", {**DEFAULT, "state": "idle"}) == 1
+    op.uninstrument_rq()
+    assert capture.value("queue.workers", {**DEFAULT, "state": "idle"}) == 0
+    worker.register_death()
+
+
+def test_values_read_back_from_redis() -> None:
+    assert rq_integration._int(b"3") == 3
+    assert rq_integration._int(None) is None
+    assert rq_integration._int(b"x") is None
+    assert rq_integration._timestamp("2024") is None
+    assert rq_integration._timestamp(datetime(2024, 5, 1, 10)) == 1714557600.0  # naive: UTC
