@@ -8,8 +8,8 @@ The ``rq worker`` command itself is in tests/integration/test_rq_worker.py.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
