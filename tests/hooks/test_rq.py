@@ -222,11 +222,11 @@ def test_an_execution_that_raises_is_a_failure_and_the_error_reaches_rq(
 def test_uninstrument_ends_the_workers_still_open(capture: Capture, connection: RedisClient) -> None:
     op.instrument_rq()
     worker = SimpleWorker([Queue("default", connection=connection)], connection=connection)
-    worker.register_birth()
+    worker.register_birth()  # type: ignore[no-untyped-call]
     assert capture.value("queue.workers", {**DEFAULT, "state": "idle"}) == 1
     op.uninstrument_rq()
     assert capture.value("queue.workers", {**DEFAULT, "state": "idle"}) == 0
-    worker.register_death()
+    worker.register_death()  # type: ignore[no-untyped-call]
 
 
 def test_values_read_back_from_redis() -> None:
