@@ -47,6 +47,15 @@ def uninstrument() -> Iterator[None]:
     op.uninstrument_celery()
 
 
+@pytest.fixture(autouse=True)
+def root_log_level() -> Iterator[None]:
+    """The testing worker sets the root logger's level (to ERROR); the next tests need it back."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
 RELEASE = threading.Event()
 
 
