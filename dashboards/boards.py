@@ -16,6 +16,7 @@ from dashboards.model import Board, Panel, Query, Row
 from dashboards.promql import (
     RATE_WINDOW,
     by,
+    failed_ratio,
     failure_ratio,
     histogram_quantile,
     plus_optional,
@@ -139,10 +140,10 @@ def overview() -> Board:
                         "percentunit",
                         (failure_ratio("events.processed"), "events {{job}}"),
                         (failure_ratio("actions.executed"), "actions {{job}}"),
-                        (failure_ratio("queue.jobs.processed"), "jobs {{job}}"),
+                        (failed_ratio("queue.jobs.processed"), "jobs {{job}}"),
                         (failure_ratio("pipeline.stages.finished"), "stages {{job}}"),
-                        description="Share of events, actions (failures and timeouts), jobs and stages not "
-                        "finishing with success.",
+                        description="Share of events, actions (failures and timeouts) and stages not "
+                        "finishing with success, and of jobs failing (a retry is not a failure).",
                     ),
                     _rates(
                         "Failures by error type",
@@ -282,6 +283,46 @@ def queues() -> Board:
                     ),
                     _latency("Wait time", "queue.job.wait_time", "queue.name"),
                     _latency("Job duration", "queue.job.duration", "queue.name"),
+                ),
+            ),
+            Row(
+                "Jobs by type (Celery tasks, RQ functions)",
+                (
+                    _rates(
+                        "Outcomes by job type",
+                        "ops",
+                        (
+                            rate("queue.jobs.processed", "queue.name", "job.type", "outcome"),
+                            _legend("queue.name", "job.type", "outcome"),
+                        ),
+                        description="Jobs finished per second by job type (a Celery task's name, an RQ "
+                        "job's function) and outcome: success, failure, retry, rejected, ignored, revoked, "
+                        "stopped, canceled.",
+                        stacked=True,
+                    ),
+                    _rates(
+                        "Failure ratio by job type",
+                        "percentunit",
+                        (
+                            failed_ratio("queue.jobs.processed", "queue.name", "job.type"),
+                            _legend("queue.name", "job.type"),
+                        ),
+                        description="Share of each job type's jobs that failed (retries, rejections and "
+                        "revocations are not failures).",
+                    ),
+                    _rates(
+                        "Failures by job type and error",
+                        "ops",
+                        (
+                            rate(
+                                "queue.jobs.processed", "job.type", "error.type", matchers='outcome="failure"'
+                            ),
+                            _legend("job.type", "error.type"),
+                        ),
+                        stacked=True,
+                    ),
+                    _latency("Wait time by job type", "queue.job.wait_time", "job.type"),
+                    _latency("Duration by job type", "queue.job.duration", "job.type"),
                 ),
             ),
         ),

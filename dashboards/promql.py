@@ -134,6 +134,25 @@ def failure_ratio(
     return f"1 - {share(success, everything)}"
 
 
+def failed_ratio(
+    name: str,
+    *attributes: str,
+    window: str = RATE_WINDOW,
+    selector: str = DASHBOARD_SELECTOR,
+) -> str:
+    """Share of a counter with an ``outcome`` label that was ``failure``, over ``window``.
+
+    Unlike :func:`failure_ratio`, other outcomes than success (a job's ``retry``, ``rejected``,
+    ``revoked``...) are not failures: ``failure / all``, 0 while nothing failed.
+
+    >>> failed_ratio("queue.jobs.processed", selector="", window="5m")[:45]
+    '((sum by (job) (rate(queue_jobs_processed_tot'
+    """
+    everything = rate(name, *attributes, window=window, selector=selector)
+    failed = rate(name, *attributes, matchers='outcome="failure"', window=window, selector=selector)
+    return share(failed, everything)
+
+
 def share(part: str, whole: str) -> str:
     """``part / whole`` where a missing ``part`` series counts as 0 (so the share is 0, not absent).
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from dashboards.promql import by, failure_ratio, histogram_quantile, metric, selected
+from dashboards.promql import by, failed_ratio, failure_ratio, histogram_quantile, metric, selected
 
 __all__ = [
     "ALERTS",
@@ -86,8 +86,14 @@ RECORDING: tuple[Recording, ...] = (
     Recording(
         "job_queue:queue_jobs_processed:rate5m", _rate("queue.jobs.processed", "queue.name", "outcome")
     ),
+    # Jobs: only outcome="failure" counts against them (a retry, a rejection, a revocation do not).
     Recording(
-        "job_queue:queue_job_failure_ratio:rate5m", _failure_ratio("queue.jobs.processed", "queue.name")
+        "job_queue:queue_job_failure_ratio:rate5m",
+        failed_ratio("queue.jobs.processed", "queue.name", window=WINDOW, selector=""),
+    ),
+    Recording(
+        "job_queue_type:queue_job_failure_ratio:rate5m",
+        failed_ratio("queue.jobs.processed", "queue.name", "job.type", window=WINDOW, selector=""),
     ),
     Recording(
         "job_queue:queue_job_duration_seconds:p95_5m",
@@ -164,6 +170,30 @@ ALERTS: tuple[Alert, ...] = (
         "{{ $value | humanizePercentage }} of the jobs taken off queue {{ $labels.queue_name }} by "
         "{{ $labels.job }} failed over the last 5 minutes.",
         "queue-job-failure-rate-high",
+    ),
+    Alert(
+        "QueueJobTypeFailureRateHigh",
+        "job_queue_type:queue_job_failure_ratio:rate5m > 0.1",
+        "10m",
+        "warning",
+        "More than 10% of {{ $labels.job_type }} jobs on queue {{ $labels.queue_name }} fail "
+        "({{ $labels.job }})",
+        "{{ $value | humanizePercentage }} of the {{ $labels.job_type }} jobs (a Celery task, an RQ "
+        "function) taken off queue {{ $labels.queue_name }} by {{ $labels.job }} failed over the last "
+        "5 minutes; retries are not failures.",
+        "queue-job-type-failure-rate-high",
+    ),
+    Alert(
+        "QueueWorkersDown",
+        f"(max by (queue_name) ({metric('queue.depth')}) > 0)"
+        f" unless on (queue_name) (sum by (queue_name) ({metric('queue.workers')}) > 0)"
+        f" and on (queue_name) (max by (queue_name) (max_over_time({metric('queue.workers')}[1h])) > 0)",
+        "5m",
+        "critical",
+        "Queue {{ $labels.queue_name }} has jobs waiting and no worker",
+        "{{ $value | humanize }} jobs wait on queue {{ $labels.queue_name }}, which had workers in the "
+        "last hour and has none now (every worker of it is down or gone).",
+        "queue-workers-down",
     ),
     Alert(
         "QueueDepthHigh",

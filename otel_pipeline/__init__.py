@@ -46,7 +46,9 @@ from otel_pipeline.hooks.pool import ConnectionPool, connection_pool
 from otel_pipeline.hooks.queue import Queue, queue
 from otel_pipeline.hooks.resources import ResourceMonitor, ResourceSample, monitor_resources
 from otel_pipeline.hooks.stdlib_queue import instrument_queue, uninstrument_queue
+from otel_pipeline.integrations.celery import instrument_celery, uninstrument_celery
 from otel_pipeline.integrations.executor import instrument_executor, uninstrument_executor
+from otel_pipeline.integrations.rq import instrument_rq, uninstrument_rq
 from otel_pipeline.progress import LiveProgress, live_progress
 from otel_pipeline.summary import print_summary, summary, write_summary
 
@@ -86,9 +88,11 @@ __all__ = [
     "events",
     "health_target",
     "http_client",
+    "instrument_celery",
     "instrument_executor",
     "instrument_pybreaker",
     "instrument_queue",
+    "instrument_rq",
     "live_progress",
     "monitor_event_loop",
     "monitor_resources",
@@ -101,9 +105,11 @@ __all__ = [
     "shutdown",
     "stage",
     "summary",
+    "uninstrument_celery",
     "uninstrument_executor",
     "uninstrument_pybreaker",
     "uninstrument_queue",
+    "uninstrument_rq",
     "unregister_collector",
     "unregister_health_check",
     "write_summary",

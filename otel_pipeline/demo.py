@@ -285,7 +285,7 @@ def process(world: World, batch: list[Order], progress: Callable[[int], None]) -
                 world.jobs_made += 1
                 # every 25th notification goes to an address that never works: it ends dead-lettered
                 world.jobs.append(Job(order.id, time.time(), poison=world.jobs_made % 25 == 7))
-                notifications.enqueued()
+                notifications.enqueued(job_type="send_email")
                 kept += 1
         except ValueError:
             pass  # recorded as a failed event; the pipeline goes on
@@ -321,7 +321,9 @@ def write(world: World, orders: int, progress: Callable[[int], None]) -> int:
             job.attempts += 1
             try:
                 with (
-                    notifications.processing(enqueued_at=job.enqueued_at, job_id=job.order_id),
+                    notifications.processing(
+                        enqueued_at=job.enqueued_at, job_id=job.order_id, job_type="send_email"
+                    ),
                     notifier.track("send_email", timeout=0.03),
                 ):
                     world.send_notification(job)
@@ -332,7 +334,7 @@ def write(world: World, orders: int, progress: Callable[[int], None]) -> int:
                     notifications.retried()
                     world.jobs.append(job)
                 else:
-                    notifications.dead_lettered(reason="max_attempts")
+                    notifications.dead_lettered(reason="max_attempts", job_type="send_email")
                     world.dead_letters.append(job)
     if world.cycles % 5 == 0 and world.dead_letters:
         # an operator fixes the addresses and replays the dead-letter queue

@@ -32,7 +32,7 @@ from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, pub
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
-from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
+from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries, failure_attributes
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
@@ -50,7 +50,7 @@ from otel_pipeline._internal.validation import (
     safe_repr,
 )
 
-__all__ = ["Queue", "queue"]
+__all__ = ["Queue", "finish_job", "queue"]
 
 HOOK = "queue"
 NAME = "queue.name"
@@ -189,12 +189,13 @@ class _Level:
 class _Slot:
     """One open ``q.worker()`` scope: its queue, its series, and how many jobs it is processing."""
 
-    __slots__ = ("busy", "hook", "lock", "state")
+    __slots__ = ("busy", "closed", "hook", "lock", "state")
 
     def __init__(self, hook: Queue, state: _State) -> None:
         self.hook = hook
         self.state = state
         self.busy = 0
+        self.closed = False
         self.lock = threading.Lock()
 
 
@@ -207,6 +208,8 @@ def _busy(hook: Queue, step: int) -> None:
     for slot in reversed(_WORKERS.get()):
         if slot.hook is hook:
             with slot.lock:
+                if slot.closed:  # ended from another thread: this one no longer counts as a worker
+                    return
                 slot.busy += step
                 changed = slot.busy == (1 if step > 0 else 0)
             if changed:  # idle -> active, or back
@@ -242,6 +245,67 @@ class _Processing(OutcomeOperation):
             _busy(self._hook, -1)
 
 
+class _Finished(Operation):
+    """A job's end recorded by :func:`finish_job`: an outcome of its own, or a duration given."""
+
+    __slots__ = ("_attributes", "_duration", "_processing")
+
+    def __init__(
+        self, processing: _Processing, attributes: dict[str, str] | None, duration: float | None
+    ) -> None:
+        # The timer's __exit__ uses only end() and span_name: no Operation.__init__ (no dict copy).
+        self._processing = processing
+        self._attributes = attributes
+        self._duration = duration
+        self.span_name = processing.span_name
+
+    def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
+        processing = self._processing
+        processing.outcomes.end(duration if self._duration is None else self._duration, self._attributes)
+        if processing._hook._workers_open:
+            _busy(processing._hook, -1)
+
+
+def finish_job(
+    scope: TimedScope,
+    *,
+    outcome: str | None = None,
+    error: BaseException | None = None,
+    duration: float | None = None,
+) -> None:
+    """End a :meth:`Queue.processing` scope entered by hand (``scope.__enter__()``).
+
+    For integrations that see a job start and end in two callbacks (a framework's signals).
+    Without ``outcome``: success, or failure with ``error.type`` when ``error`` is given; with it,
+    ``outcome`` is the ``outcome`` attribute (``retry``, ``revoked``, ...; ``error.type`` too when
+    ``error`` is given) and the span is not marked as an error. ``duration`` (seconds) is recorded
+    instead of the time since the scope was entered: for a job whose start this process did not see.
+    Never raises.
+    """
+    if not isinstance(scope, Timed):  # a Noop: instrumentation is off
+        return
+    try:
+        op = scope._op
+        if (outcome is not None or duration is not None) and isinstance(op, _Processing):
+            attributes: dict[str, str] | None = None
+            if outcome is not None:
+                attributes = {"outcome": outcome}
+                if error is not None:
+                    attributes["error.type"] = type(error).__qualname__
+            elif error is not None:
+                attributes = failure_attributes(type(error))
+            scope._op = _Finished(op, attributes, None if duration is None else max(0.0, float(duration)))
+        if outcome is not None:
+            scope.span_attributes = {**(scope.span_attributes or {}), "queue.job.outcome": outcome}
+            error = None
+    except Exception:
+        warn_once("finish-job", "otel_pipeline: could not record the end of a job")
+        logger.debug("finish_job failure", exc_info=True)
+    scope.__exit__(
+        None if error is None else type(error), error, None if error is None else error.__traceback__
+    )
+
+
 class _Worker(Operation):
     """A worker's lifetime: idle, or active while it processes a job of this queue."""
 
@@ -258,15 +322,33 @@ class _Worker(Operation):
         self._state.idle.add(1)
         self._state.active.add(0)  # both states are reported once there is a worker
 
+    def result(self, timed: Timed) -> Any:
+        # The scope keeps its slot, so that it can be ended from another thread (a pool's threads
+        # closed at shutdown by the main thread).
+        slots = _WORKERS.get()
+        if slots and slots[-1].hook is self._hook:
+            timed.extra = slots[-1]
+        return timed
+
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
         slots = _WORKERS.get()
+        own: _Slot | None = timed.extra
         for index in range(len(slots) - 1, -1, -1):
             slot = slots[index]
-            if slot.hook is self._hook:
+            if slot is own or (own is None and slot.hook is self._hook):
                 _WORKERS.set(slots[:index] + slots[index + 1 :])
-                (slot.state.active if slot.busy else slot.state.idle).add(-1)
-                self._hook._worker_opened(-1)
+                self._close(slot)
                 return
+        if own is not None:  # opened in another thread or task: that context still lists it
+            self._close(own)
+
+    def _close(self, slot: _Slot) -> None:
+        with slot.lock:
+            if slot.closed:
+                return
+            slot.closed = True
+        (slot.state.active if slot.busy else slot.state.idle).add(-1)
+        self._hook._worker_opened(-1)
 
 
 class _Lane:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.fixtures import otlp_receiver, prometheus_factory, rotel, rotel_factory
+from tests.support.fixtures import otlp_receiver, prometheus_factory, redis_server, rotel, rotel_factory
 from tests.support.pushgateway import pushgateway
 
-__all__ = ["otlp_receiver", "prometheus_factory", "pushgateway", "rotel", "rotel_factory"]
+__all__ = ["otlp_receiver", "prometheus_factory", "pushgateway", "redis_server", "rotel", "rotel_factory"]

@@ -1,9 +1,9 @@
 """The package as a user gets it: a wheel built from this checkout, installed without the dev extra.
 
 The wheel is built from a copy of the checkout (as ``pip wheel`` would from a fresh clone) and
-installed with its runtime dependencies (and the ``pybreaker`` and ``remote-write`` extras, which
-examples use) into a new virtual environment where pytest is not importable. The docs' examples run there,
-against the installed package rather than this checkout.
+installed with its runtime dependencies (and the ``pybreaker``, ``remote-write`` and ``celery``
+extras, which examples use) into a new virtual environment where pytest is not importable. The
+docs' examples run there, against the installed package rather than this checkout.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> BareInstall:
     (wheel,) = (work / "dist").glob("otel_pipeline-*.whl")
     _run(sys.executable, "-m", "venv", work / "venv")
     python = str(work / "venv" / "bin" / "python")
-    _run(python, "-m", "pip", "install", "--quiet", f"{wheel}[pybreaker,remote-write]")
+    _run(python, "-m", "pip", "install", "--quiet", f"{wheel}[pybreaker,remote-write,celery]")
     return BareInstall(wheel, built.stdout + built.stderr, python)
 
 

@@ -15,9 +15,10 @@ import pytest
 from tests.support import MissingBinaryError
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.prometheus import Prometheus
+from tests.support.redis import Redis
 from tests.support.rotel import Rotel
 
-__all__ = ["otlp_receiver", "prometheus_factory", "rotel", "rotel_factory"]
+__all__ = ["otlp_receiver", "prometheus_factory", "redis_server", "rotel", "rotel_factory"]
 
 PrometheusFactory = Callable[..., Prometheus]
 RotelFactory = Callable[..., Rotel]
@@ -77,3 +78,14 @@ def rotel_factory() -> Iterator[RotelFactory]:
 def rotel(rotel_factory: RotelFactory, otlp_receiver: OtlpReceiver) -> Rotel:
     """rotel forwarding everything it receives to the test's ``otlp_receiver`` over gRPC."""
     return rotel_factory(otlp_receiver.grpc_endpoint)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Redis]:
+    """A real ``redis-server`` on a free loopback port, empty, stopped (by PID) when the test ends."""
+    try:
+        server = Redis()
+    except MissingBinaryError as error:
+        pytest.fail(str(error), pytrace=False)
+    with server:
+        yield server
