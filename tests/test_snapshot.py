@@ -427,7 +427,11 @@ def test_a_large_cached_body_drains_without_holding_the_selector(cached_server: 
 def test_a_client_that_does_not_read_a_cached_body_is_closed_after_io_timeout(cached_server: Fixture) -> None:
     server, _, _, _ = cached_server
     assert len(request(f"{server.url}/big").body) == 8_000_000
-    stuck = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    # A small receive buffer, set before connecting: the kernel cannot take the whole body for us.
+    stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    stuck.settimeout(TIMEOUT)
+    stuck.connect(("127.0.0.1", server.port))
     try:
         stuck.sendall(b"GET /big HTTP/1.1\r\n\r\n")
         wait_until(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -332,11 +333,16 @@ def test_a_forked_pool_joins_without_setup(side: Side) -> None:
 
 
 def test_configure_installs_the_sigterm_handler_for_a_group_member() -> None:
-    port = free_port()
-    pipeline = op.configure(service_name="orders", prometheus_port=port)
-    assert group_of(pipeline).role == "hub"
-    assert pipeline.handles_sigterm is True
-    assert op.shutdown() is True
+    # A program without a SIGTERM handler of its own (whatever an earlier test left installed).
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        port = free_port()
+        pipeline = op.configure(service_name="orders", prometheus_port=port)
+        assert group_of(pipeline).role == "hub"
+        assert pipeline.handles_sigterm is True
+        assert op.shutdown() is True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_interval_bounds_what_a_member_can_lose() -> None:
