@@ -299,7 +299,7 @@ def finish_job(
             scope.span_attributes = {**(scope.span_attributes or {}), "queue.job.outcome": outcome}
             error = None
     except Exception:
-        warn_once("finish-job", "otel_pipeline: could not record the end of a job")
+        warn_once("finish-job", "could not record the end of a job")
         logger.debug("finish_job failure", exc_info=True)
     scope.__exit__(
         None if error is None else type(error), error, None if error is None else error.__traceback__
