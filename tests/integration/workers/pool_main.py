@@ -77,6 +77,11 @@ def main() -> None:
             os.kill(pid, step["signal"])
             worker = next(process for process in list(pool._pool) if process.pid == pid)  # type: ignore[attr-defined]
             worker.join(30)
+            # The pool's own thread reaps exited workers too: when it wins the race, this join sees
+            # the child already waited for and returns before that thread has stored the exit code.
+            deadline = time.monotonic() + 10
+            while worker.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             say(pid=pid, exitcode=worker.exitcode)
         elif action == "end":
             pool.terminate()
