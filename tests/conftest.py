@@ -7,6 +7,7 @@ recorded in ``global_providers`` instead; tests of the real globals run in a sub
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,3 +32,11 @@ def global_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any
     runtime.shutdown(timeout=5)
     forget_hooks()
     _forget_final()
+    left = signal.getsignal(signal.SIGTERM)
+    if left is not _SIGTERM_AT_START:
+        # A handler left behind would be inherited by every later test's forked children.
+        signal.signal(signal.SIGTERM, _SIGTERM_AT_START)
+        pytest.fail(f"the test left SIGTERM handled by {left!r} after shutdown()")
+
+
+_SIGTERM_AT_START = signal.getsignal(signal.SIGTERM)

@@ -65,20 +65,22 @@ def test_pool_children_alive_do_not_keep_the_port() -> None:
     op.configure(service_name="forking", prometheus_port=port, worker_group=False)
     op.queue("emails").enqueued()
     keep_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    keep_alive.request("GET", "/metrics")  # an open client connection when the pool forks
-    assert keep_alive.getresponse().read()
-    context = multiprocessing.get_context("fork")
-    with context.Pool(2) as pool:
-        # Both workers are up, and hold no socket of the parent's server.
-        held = pool.map(_report, [port] * 8)
-        assert held == [[]] * 8
-        assert op.shutdown() is True  # the workers are still alive
-        assert refused(port)  # not accepted into a child's backlog and left hanging
-        pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)
-        assert pipeline.prometheus_port == port
-        assert request(f"http://127.0.0.1:{port}/metrics").status == 200
-        assert all(child.is_alive() for child in multiprocessing.active_children())
-    keep_alive.close()
+    try:
+        keep_alive.request("GET", "/metrics")  # an open client connection when the pool forks
+        assert keep_alive.getresponse().read()
+        context = multiprocessing.get_context("fork")
+        with context.Pool(2) as pool:
+            # Both workers are up, and hold no socket of the parent's server.
+            held = pool.map(_report, [port] * 8)
+            assert held == [[]] * 8
+            assert op.shutdown() is True  # the workers are still alive
+            assert refused(port)  # not accepted into a child's backlog and left hanging
+            pipeline = op.configure(service_name="forking", prometheus_port=port, worker_group=False)
+            assert pipeline.prometheus_port == port
+            assert request(f"http://127.0.0.1:{port}/metrics").status == 200
+            assert all(child.is_alive() for child in multiprocessing.active_children())
+    finally:  # also when the test fails: a leaked socket would fail a later test at collection
+        keep_alive.close()
 
 
 def test_os_fork_child_releases_the_listening_socket() -> None:
