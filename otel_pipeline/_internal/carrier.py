@@ -137,14 +137,17 @@ def publish(
         internal_error(f"carrier:publish-span:{name}", exc)
     try:
         inject(carrier)
-    except Exception as exc:  # the application's carrier refused it (a read-only mapping...)
-        application_error(
-            f"carrier:publish:{name}", exc, "could not write the trace context of %s into its carrier", name
-        )
-    try:
-        scope.end()
     except Exception as exc:
-        internal_error(f"carrier:publish-span:{name}", exc)
+        if type(carrier) is dict:  # a plain dict takes any string: the fault is ours (or the propagator's)
+            internal_error(f"carrier:publish:{name}", exc)
+        else:  # the application's mapping refused it (read-only...)
+            message = "could not write the trace context of %s into its carrier"
+            application_error(f"carrier:publish:{name}", exc, message, name)
+    finally:  # also when strict mode raises: the span must not stay current
+        try:
+            scope.end()
+        except Exception as exc:
+            internal_error(f"carrier:publish-span:{name}", exc)
 
 
 # -- consumer ------------------------------------------------------------------------------------
@@ -322,7 +325,7 @@ class Continued(Timed):
                 for _ in range(self._jobs):
                     op.begin()
         except Exception as exc:
-            internal_error(f"begin:{op.span_name}", exc, "%s failed to start recording", op.span_name)
+            self._failed_to_start(exc)
         self._start = perf_counter()
         return bind_result(op, self) if op._binds_result else self
 

@@ -11,6 +11,7 @@ raises ``TimeoutError`` instead (:class:`Deadline`, the same semantics as ``asyn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from otel_pipeline._internal.boundary import internal_error
+from otel_pipeline._internal.boundary import internal_error, strict
 from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.spans import NO_SPAN, SPAN_KEY, HookTracer, current_context
 
@@ -96,7 +97,7 @@ def bind_result(op: Operation, timed: Timed) -> Any:
     try:
         return op.result(timed)
     except Exception as exc:
-        internal_error(f"result:{op.span_name}", exc, "%s failed to start recording", op.span_name)
+        timed._failed_to_start(exc, "result")
     return op.fallback(timed)
 
 
@@ -133,9 +134,19 @@ class Timed:
                 self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
         except Exception as exc:
-            internal_error(f"begin:{op.span_name}", exc, "%s failed to start recording", op.span_name)
+            self._failed_to_start(exc)
         self._start = perf_counter()
         return bind_result(op, self) if op._binds_result else self
+
+    def _failed_to_start(self, exc: Exception, step: str = "begin") -> None:
+        """Log the fault of ``__enter__``; in strict mode end its span first (``__exit__`` won't run)."""
+        op = self._op
+        if strict():
+            scope, self._scope = self._scope, NO_SPAN
+            if scope is not NO_SPAN:
+                with contextlib.suppress(Exception):
+                    scope.end(exc)
+        internal_error(f"{step}:{op.span_name}", exc, "%s failed to start recording", op.span_name)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
