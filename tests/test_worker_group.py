@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -347,3 +348,95 @@ def test_configure_installs_the_sigterm_handler_for_a_group_member() -> None:
 
 def test_interval_bounds_what_a_member_can_lose() -> None:
     assert node.INTERVAL == 1.0  # the documented bound of a SIGKILLed member's loss
+
+
+def _enqueued_wire(value: float) -> list[Any]:
+    """A snapshot's metrics in wire form: queue.jobs.enqueued of queue "emails" at ``value``."""
+    scope = json.dumps(["otel_pipeline", "0.1.0", "", []])
+    points = [['[["queue.name","emails"]]', value, 1, 2, None]]
+    return [[scope, "queue.jobs.enqueued", "Jobs put on the queue.", "{job}", "c", points]]
+
+
+def _fake_member(port: int, pid: int) -> socket.socket:
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.connect(wire.abstract_name(port))
+    hello = {"t": "hello", "v": wire.PROTOCOL, "service": "orders", "host": "127.0.0.1", "pid": pid}
+    fake.sendall(wire.encode(hello))
+    return fake
+
+
+def _next_message(sock: socket.socket, decoder: wire.Decoder, kind: str) -> dict[str, Any]:
+    sock.settimeout(10)
+    pending: list[dict[str, Any]] = []
+    while True:
+        message = wire.recv_message(sock, decoder, pending, [])
+        assert message is not None, f"the hub closed before sending {kind!r}"
+        if message["t"] == kind:
+            return message
+
+
+def test_members_of_the_previous_hub_count_until_they_join(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new hub counts the previous hub's members by their handed-over snapshots (never short)."""
+    hub = side.build()
+    hub_side = group_of(hub).hub
+    assert hub_side is not None
+    hub_side.inherit({"departed": [], "final": [], "members": 0, "live": [[41, _enqueued_wire(5)]]})
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 5
+    # Member 41 joins and hands over its own (newer) totals: they replace the handed-over ones.
+    fake = _fake_member(side.port, 41)
+    fake.sendall(wire.encode({"t": "snap", "id": 0, "metrics": _enqueued_wire(7)}))
+    wait_until(lambda: scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 7, timeout=10)
+    # Its final snapshot is folded and acknowledged.
+    fake.sendall(wire.encode({"t": "snap", "id": 0, "metrics": _enqueued_wire(9), "final": True}))
+    _next_message(fake, wire.Decoder(), "bye")
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 9
+    fake.close()
+    # A member that never joins is folded after the time-out, and refused if it comes later.
+    monkeypatch.setattr(hub_module, "PROVISIONAL_TIMEOUT", 0.0)
+    hub_side.inherit({"departed": [], "final": [], "members": 0, "live": [[42, _enqueued_wire(100)]]})
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 109
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 109  # folded once
+    late = _fake_member(side.port, 42)
+    refusal = _next_message(late, wire.Decoder(), "refuse")
+    assert "counted already" in refusal["reason"]
+    late.close()
+    # Handed-over snapshots of members already folded here are not counted again.
+    hub_side.inherit({"departed": [], "final": [], "members": 0, "live": [[41, _enqueued_wire(9)]]})
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 109
+
+
+def test_a_final_hand_over_the_closing_hub_never_read_goes_to_the_next_hub(side: Side) -> None:
+    """The member's final totals reach the next hub when its hub closed without acknowledging them."""
+    fake_hub = wire.bind(wire.abstract_name(side.port))
+    assert fake_hub is not None
+    got_final = threading.Event()
+
+    def hub_that_closes_without_reading() -> None:
+        conn, _ = fake_hub.accept()
+        decoder = wire.Decoder()
+        hello = _next_message(conn, decoder, "hello")
+        conn.sendall(wire.encode({"t": "welcome", "hub": "fake", "pid": hello["pid"]}))
+        while not _next_message(conn, decoder, "snap").get("final"):
+            pass
+        got_final.set()  # as if still unread when this hub closed: no bye
+        conn.close()
+        fake_hub.close()
+
+    fake = threading.Thread(target=hub_that_closes_without_reading)
+    fake.start()
+    member = side.build()  # joins the fake hub
+    assert group_of(member).role == "member"
+    count(member, ENQUEUED, 6, **{"queue.name": "emails"})
+    closing = threading.Thread(target=member.shutdown, kwargs={"timeout": 10})
+    closing.start()
+    assert got_final.wait(10)
+    fake.join(timeout=10)
+    successor = side.build()  # the next hub: the member joins it with its final totals
+    assert group_of(successor).role == "hub"
+    closing.join(timeout=15)
+    assert not closing.is_alive()
+    assert scrape(side.port)[("queue_jobs_enqueued_total", EMAILS)] == 6
+    health = json.loads(request(f"http://127.0.0.1:{side.port}/health").body)
+    assert health["group"]["departed"] == 1

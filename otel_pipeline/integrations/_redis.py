@@ -10,7 +10,9 @@ reports no value (never a stale one).
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from time import monotonic, time
 from typing import Any
@@ -57,6 +59,7 @@ class ListsReader:
         self._read_at = -float("inf")
         self._depths: dict[str, int] | None = None
         self._oldest: dict[str, float | None] = {}
+        _READERS.add(self)
 
     def depth(self, queue: str) -> float | None:
         """Jobs waiting on ``queue`` now (None: the broker could not be read)."""
@@ -118,6 +121,26 @@ class ListsReader:
             for name in unknown:
                 oldest[name] = None
         return depths, oldest
+
+
+#: Every reader, for the at-fork handler.
+_READERS: weakref.WeakSet[ListsReader] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child (a Celery prefork pool process) gets fresh locks.
+
+    A scrape in the parent may be reading the broker at the moment of the fork: the child's copy
+    of the lock would stay held forever, and its first collection (its worker group hand-over)
+    would hang on it.
+    """
+    for reader in list(_READERS):
+        reader._lock = threading.Lock()
+        reader._read_at = -float("inf")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def observe(hook: Queue, reader: ListsReader, queue: str, ages: bool) -> list[Callable[[], float | None]]:

@@ -1,8 +1,9 @@
-"""A multiprocessing.Pool (fork and spawn, maxtasksperchild) serves one /metrics with the exact totals.
+"""Process pools (multiprocessing.Pool, concurrent.futures.ProcessPoolExecutor; fork and spawn) serve one
+/metrics with the exact totals.
 
-The pool runs in a program of its own (tests/integration/workers/pool_main.py), driven step by step:
-known numbers of events, workers recycled every 5 tasks, one worker SIGTERMed and others SIGKILLed
-mid-run; the test scrapes the group's /metrics between steps.
+The pool runs in a program of its own (tests/integration/workers/pool_main.py, executor_main.py),
+driven step by step: known numbers of events, workers recycled every 5 tasks, one worker SIGTERMed
+and others SIGKILLed mid-run; the test scrapes the group's /metrics between steps.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ DURATIONS = "events_processing_duration_seconds_count"
 class Pool:
     """The pool program: one JSON step in, one JSON answer out."""
 
-    def __init__(self, method: str, port: int) -> None:
+    def __init__(self, method: str, port: int, program: str = "pool_main.py") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "tests/integration/workers/pool_main.py", method],
+            [sys.executable, f"tests/integration/workers/{program}", method],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -96,4 +97,31 @@ def test_pool_workers_exact_totals_through_recycling_sigterm_and_sigkill(method:
     finally:
         pool.stop()
     assert group_sockets(port) == []  # nothing left behind: no socket, no file
+    assert refused(port)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_executor_exact_totals(method: str) -> None:
+    port = free_port()
+    pool = Pool(method, port, "executor_main.py")
+    try:
+        pids = pool.step(do="run", n=15)["pids"]
+        if method == "spawn" and sys.version_info >= (3, 11):
+            assert len(set(pids)) == 15  # max_tasks_per_child=1: a worker per task
+        found = totals(port)
+        assert found[EVENTS] == 15
+        assert found[DURATIONS] == 15
+        # Every worker exits at once (the executor shut down), and a new executor starts.
+        assert pool.step(do="replace") == {}
+        assert totals(port)[EVENTS] == 15
+        pool.step(do="run", n=10)
+        found = totals(port)
+        assert found[EVENTS] == 25
+        assert found[DURATIONS] == 25
+        assert pool.step(do="end") == {"shutdown": True}
+        assert pool.process.wait(timeout=30) == 0
+    finally:
+        pool.stop()
+    assert group_sockets(port) == []
     assert refused(port)

@@ -30,15 +30,44 @@ from typing import Any
 from otel_pipeline._internal.errors import logger
 from otel_pipeline._internal.group import wire
 from otel_pipeline._internal.group.merge import Merger, Source
-from otel_pipeline._internal.group.snapshot import decode
+from otel_pipeline._internal.group.snapshot import decode, to_wire
 
 __all__ = ["Hub"]
 
 #: How long the hub waits for a member to take an ``inherit`` message at close.
 _HANDOVER_TIMEOUT = 5.0
 #: How long a closing hub with totals to hand over and no member waits for one to arrive (the
-#: replacements of workers recycled together with it, which boot in about a second).
+#: replacements of workers recycled together with it, which boot in about a second)...
 HEIR_WAIT = 3.0
+#: ... and, in a group of sibling processes (gunicorn or uvicorn workers, one parent), for at most
+#: this long while a sibling that has not left the group runs: a replacement still booting (slow
+#: on a loaded host). On a server's shutdown the siblings are leaving too, and the wait ends.
+SIBLING_WAIT = 15.0
+#: How long a hub that took over keeps counting a member of the previous hub by the snapshot that
+#: hub handed over, waiting for the member to join (it is in the middle of re-joining, or gone).
+PROVISIONAL_TIMEOUT = 10.0
+
+
+def running_siblings() -> set[int]:
+    """The other running children of this process's parent (Linux ``/proc``; empty if unknown)."""
+    parent = os.getppid()
+    if parent <= 1:
+        return set()
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children", encoding="ascii") as listing:
+            pids = {int(pid) for pid in listing.read().split()}
+    except (OSError, ValueError):
+        return set()
+    running = set()
+    for pid in pids - {os.getpid()}:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):  # exited, not reaped yet
+            running.add(pid)
+    return running
 
 
 class _Peer:
@@ -76,8 +105,11 @@ class Hub:
         self, listener: socket.socket, *, service: str, host: str, limit: int, grouped: bool = False
     ) -> None:
         self.id = uuid.uuid4().hex
-        #: Whether this process has been in a group with others (then its totals are worth an heir).
+        #: Whether this process has been in a group with processes that are not its own children
+        #: (then its totals are worth an heir; a pool's parent has nobody to hand them to).
         self.grouped = grouped
+        #: Whether a member was a sibling (same parent): its replacements may still come at close.
+        self.siblings = False
         self.service = service
         self.host = host
         self.merger = Merger(limit)
@@ -94,7 +126,15 @@ class Hub:
         self._selector = selectors.DefaultSelector()
         self._selector.register(listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        #: Closing: members leaving are not folded any more (the heir takes the totals).
+        #: The previous hub's members not connected here yet, by pid: their latest snapshot there
+        #: counts until they join (a scrape meanwhile is not short of them) or time out (folded).
+        self._provisional: dict[int, Source] = {}
+        self._provisional_until: dict[int, float] = {}
+        #: Pids folded from ``_provisional`` after the time-out: never welcomed (they would count twice).
+        self._expired: set[int] = set()
+        #: Pids whose last totals were folded here: never provisional again.
+        self._settled: set[int] = set()
+        #: Closing: no new refresh; an heir takes the totals.
         self._closing = False
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="otel-pipeline-group-hub", daemon=True)
@@ -109,9 +149,23 @@ class Hub:
         return self._lock
 
     def sources(self) -> list[Source]:
-        """The members' latest snapshots (call with :attr:`lock` held), by pid."""
+        """The members' latest snapshots (call with :attr:`lock` held), by pid.
+
+        Members of the previous hub that have not joined yet count by what it handed over.
+        """
         found = [peer.source for peer in self._peers.values() if peer.source is not None]
+        if self._provisional:
+            self._expire(time.monotonic())
+            found.extend(self._provisional.values())
         return sorted(found, key=lambda source: source.pid)
+
+    def _expire(self, now: float) -> None:
+        for pid, source in list(self._provisional.items()):
+            if now >= self._provisional_until[pid]:
+                logger.debug("worker group: member %d of the previous hub never joined; folded", pid)
+                del self._provisional[pid]
+                self._expired.add(pid)
+                self.merger.fold(source.metrics)
 
     def members(self) -> list[int]:
         """The pids of the members connected now (the hub's own excluded)."""
@@ -229,12 +283,23 @@ class Hub:
             raise ValueError(f"{kind!r} before hello")
         elif kind == "snap":
             source = Source(peer.pid, decode(message["metrics"]), time.time(), message.get("health"))
+            final = bool(message.get("final"))
             with self._changed:
-                source.carry_exemplars(peer.source)
-                peer.source = source
+                source.carry_exemplars(peer.source or self._provisional.get(peer.pid))
+                self._provisional.pop(peer.pid, None)
                 peer.answered = max(peer.answered, int(message.get("id", 0)))
-                peer.leaving = peer.leaving or bool(message.get("final"))
+                if final:
+                    # Folded now, and said so: a member whose final totals are not acknowledged
+                    # (this hub closed before reading them) brings them to the next hub.
+                    peer.leaving = True
+                    peer.source = None
+                    self._settled.add(peer.pid)
+                    self.merger.fold(source.metrics)
+                else:
+                    peer.source = source
                 self._changed.notify_all()
+            if final:
+                self._send(peer, {"t": "bye"})
         elif kind == "inherit":
             self.inherit(message)
             # Until this arrives the member keeps the totals, for the next hub if this one is closing.
@@ -245,13 +310,22 @@ class Hub:
         logger.debug(
             "worker group: hub %d folds totals of %s departed members", os.getpid(), message.get("members")
         )
+        now = time.monotonic()
         with self._lock:
             self.merger.fold(decode(message.get("departed") or []), 0)
             self.merger.fold(decode(message.get("final") or []), int(message.get("members", 0)))
+            skip = {peer.pid for peer in self._peers.values() if peer.source is not None}
+            skip |= self._settled | self._expired | {os.getpid()}
+            for pid, metrics in message.get("live") or []:
+                if int(pid) not in skip:
+                    self._provisional[int(pid)] = Source(int(pid), decode(metrics), time.time(), None)
+                    self._provisional_until[int(pid)] = now + PROVISIONAL_TIMEOUT
 
     def _hello(self, peer: _Peer, message: dict[str, Any]) -> None:
         reply: dict[str, Any]
-        if message.get("v") != wire.PROTOCOL:
+        if int(message.get("pid", 0)) in self._expired:
+            reply = {"t": "refuse", "reason": "counted already: joined too late after a change of hub"}
+        elif message.get("v") != wire.PROTOCOL:
             reply = {
                 "t": "refuse",
                 "reason": f"protocol {message.get('v')!r}, the hub speaks {wire.PROTOCOL}",
@@ -267,7 +341,10 @@ class Hub:
         if reply["t"] == "welcome":
             peer.pid = int(message.get("pid", 0))
             peer.welcomed = True
-            self.grouped = True
+            parent = int(message.get("ppid", 0))
+            if parent != os.getpid():
+                self.grouped = True
+                self.siblings = self.siblings or (parent == os.getppid() and parent > 1)
             # Not read by a member that already said all and left: what it sent still counts.
             self._send(peer, reply)
             with self._changed:
@@ -312,10 +389,27 @@ class Hub:
             if self._peers.pop(peer.sock, None) is None:
                 return
             if fold and peer.source is not None:
+                self._settled.add(peer.pid)
                 self.merger.fold(peer.source.metrics)
             self._changed.notify_all()
 
     # -- the end --------------------------------------------------------------------------
+
+    def _worth_handing_over(self, final: list[Any] | None) -> bool:
+        """Whether closing loses totals of the group without an heir (lock held)."""
+        return self.grouped and bool(final or self.merger.departed or self._provisional)
+
+    def _heir_may_come(self, now: float, deadline: float) -> bool:
+        """Whether to wait on (lock held): before ``deadline``, or while a sibling that has not left runs."""
+        if now < deadline:
+            return True
+        if not self.siblings or now >= deadline - HEIR_WAIT + SIBLING_WAIT:
+            return False
+        return bool(running_siblings() - self._settled)
+
+    def _has_heir(self) -> bool:
+        """Whether a member could take the group's totals (welcomed, not leaving); lock held."""
+        return any(peer.welcomed and not peer.leaving for peer in self._peers.values())
 
     def close(self, final: list[Any] | None = None, port: socket.socket | None = None) -> int | None:
         """Stop; hand the departed and ``final`` (the hub's own last totals) to an heir.
@@ -329,37 +423,65 @@ class Hub:
                 return None
             self._closing = True
             self._changed.notify_all()
-            if (final and self.grouped) or self.merger.departed:
+        deadline = time.monotonic() + HEIR_WAIT
+        while True:
+            with self._changed:
                 # Totals to hand over: a member that arrives meanwhile (welcomed as usual) takes them.
-                self._changed.wait_for(lambda: any(peer.welcomed for peer in self._peers.values()), HEIR_WAIT)
-            self._stopped = True
-        self._wake()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        # What members sent and the thread did not read yet: an inherit, a last snapshot.
-        for peer in list(self._peers.values()):
-            while self._read(peer):
-                pass
+                while (
+                    self._worth_handing_over(final)
+                    and not self._has_heir()
+                    and self._heir_may_come(time.monotonic(), deadline)
+                ):
+                    self._changed.wait_for(self._has_heir, max(0.05, min(0.5, deadline - time.monotonic())))
+                self._stopped = True
+            self._wake()
+            if self._thread.is_alive() and self._thread is not threading.current_thread():
+                self._thread.join(timeout=5)
+            # What members sent and the thread did not read yet: an inherit, a last snapshot.
+            for peer in list(self._peers.values()):
+                while self._read(peer):
+                    pass
+            with self._lock:
+                self._expire(time.monotonic())
+                if (
+                    self._has_heir()
+                    or not self._worth_handing_over(final)
+                    or not self._heir_may_come(time.monotonic(), deadline)
+                ):
+                    break
+            # The member that was to be the heir sent its final totals meanwhile: it is leaving
+            # too. Wait on (the thread accepting and reading again) for another until the deadline.
+            self._stopped = False
+            self._thread = threading.Thread(target=self._loop, name="otel-pipeline-group-hub", daemon=True)
+            self._thread.start()
         with self._lock:
             peers = sorted(
                 (peer for peer in self._peers.values() if peer.welcomed and not peer.leaving),
                 key=lambda peer: -(peer.source.time if peer.source else 0.0),
             )
+            departed = self.merger.departed_wire()
+            members = self.merger.departed_members + 1
+            live = {source.pid: source for source in self._provisional.values()}
+            live.update((peer.pid, peer.source) for peer in peers if peer.source is not None)
+            wired = {pid: to_wire(source.metrics) for pid, source in live.items()}
+        heir = None
+        worth = bool(final or departed or wired)
+        for peer in peers:
+            if not worth and port is None:
+                break  # nothing to hand over: the members elect the next hub among themselves
+            # The other members' latest snapshots count at the heir until they join it.
             message = {
                 "t": "inherit",
                 "id": uuid.uuid4().hex,
-                "departed": self.merger.departed_wire(),
+                "departed": departed,
                 "final": final or [],
-                "members": self.merger.departed_members + 1,
+                "members": members,
+                "live": [[pid, metrics] for pid, metrics in wired.items() if pid != peer.pid],
             }
-        heir = None
-        data = wire.encode(message) if final or self.merger.departed else b""
-        for peer in peers:
-            if not data and port is None:
-                break  # nothing to hand over: the members elect the next hub among themselves
             try:
                 peer.sock.settimeout(_HANDOVER_TIMEOUT)
-                peer.sock.sendall(data)
+                if worth:
+                    peer.sock.sendall(wire.encode(message))
                 if port is not None:
                     wire.send_fds(peer.sock, {"t": "takeover"}, [self._listener.fileno(), port.fileno()])
             except OSError:

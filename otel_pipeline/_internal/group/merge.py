@@ -52,6 +52,7 @@ from otel_pipeline._internal.group.snapshot import (
     Metrics,
     attributes_key,
     attributes_of,
+    points_wire,
 )
 from otel_pipeline._internal.spec import RatioTerm, default_merge, parse_ratio
 
@@ -183,11 +184,7 @@ class Merger:
         out: list[list[Any]] = []
         for merged in self.departed.values():
             meta = merged.meta
-            points = [[key, *point] for key, point in merged.points.items()]
-            if meta.kind == "h":
-                for point in points:
-                    point[5] = list(point[5])
-                    point[8] = {str(index): value for index, value in point[8].items()}
+            points = points_wire(meta.kind, merged.points)
             out.append([meta.scope, meta.name, meta.description, meta.unit, meta.kind, points])
         return out
 

@@ -44,6 +44,8 @@ REFRESH_TIMEOUT = 0.5
 ELECTION_TIMEOUT = 5.0
 #: How long a joining process waits for the hub's answer to its hello.
 HELLO_TIMEOUT = 5.0
+#: How long a leaving member tries to get its final totals acknowledged (by its hub, or the next).
+FINAL_TIMEOUT = 5.0
 
 
 class Group:
@@ -152,6 +154,7 @@ class Group:
             "service": config.service_name,
             "host": config.prometheus_host,
             "pid": os.getpid(),
+            "ppid": os.getppid(),
         }
 
     def _become_hub(
@@ -290,9 +293,11 @@ class Group:
         hub meanwhile, and a scrape waits in the port's backlog rather than being refused.
         """
         fds, self._fds = self._fds, []
-        if len(fds) < 2 or self._stopping:
+        if len(fds) < 2:
             _close_fds(fds)
             return False
+        # Even while this process is leaving: it then hands the group on in turn (close() sees
+        # the role), rather than take the group's totals down with it.
         listener, port = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
         _close_fds(fds[2:])
         with self._send_lock:
@@ -439,12 +444,12 @@ class Group:
             self._wake_w.send(b"\0")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=ELECTION_TIMEOUT + 1)  # it may be taking over right now
-        role = self.role
-        if role == "member" and self._final_hand_over():
-            role = "hub"  # made the heir while leaving: hub for a moment, to hand over in turn
-        self.role = "closed"
-        if role == "hub" and self.hub is not None:
+        if self.role == "member":
+            self._final_hand_over()  # made the heir meanwhile: the hub for a moment, to hand over in turn
+        if self.role == "hub" and self.hub is not None:
+            # Still the hub until the server has stopped: a scrape served meanwhile is the group's.
             self._close_hub(self.hub)
+        self.role = "closed"
         for sock in (self._wake_r, self._wake_w):
             sock.close()
 
@@ -453,6 +458,7 @@ class Group:
         port = server.listening_socket() if server is not None else None
         if server is not None:
             server.stop()  # connections wait in the port's backlog for the heir
+        self.role = "closed"  # from now on the reader collects this process's own points only
         try:
             hub.close(encode(self._own()), port)
         finally:
@@ -460,32 +466,50 @@ class Group:
                 port.close()  # the heir has its own descriptor of it now
 
     def _final_hand_over(self) -> bool:
-        """Send the last totals, then read the hub's last words; True when they made this the hub.
+        """Send the last totals until a hub acknowledges them; True when this became the hub.
 
-        A hub that closes at the same moment may have chosen this member as its heir before it
-        read the final snapshot: the inheritance and the sockets are then on their way here.
+        The hub answers a final snapshot with ``bye`` once it is folded. A hub that closes at the
+        same moment may not read it: without a ``bye`` the totals go to the next hub. It may
+        also have chosen this member as its heir before it read them: the inheritance and the
+        sockets are then on their way here, and this process hands the group on in turn.
         """
-        sock = None
+        deadline = time.monotonic() + FINAL_TIMEOUT
         try:
-            if self._sock is None and not self._try_join_only():
-                return False  # between hubs and none came in time: these last totals are lost
-            try:
-                self._hand_over(0, final=True)
-            except OSError:  # the hub has closed: its last words to us may still be there to read
-                logger.debug("worker group: the final hand-over found the hub gone", exc_info=True)
-            with self._send_lock:
-                sock, self._sock = self._sock, None
-            if sock is None:
-                return False
+            while True:
+                outcome = self._final_once()
+                if outcome is not None:
+                    return outcome
+                if time.monotonic() >= deadline or not self._try_join_only(deadline):
+                    logger.debug("worker group: pid %d leaves before a hub took its totals", os.getpid())
+                    return False  # between hubs and none came in time: these last totals are lost
+        finally:
+            _close_fds(self._fds)
+
+    def _final_once(self) -> bool | None:
+        """One attempt: True (made the hub), False (acknowledged), None (not taken: try the next hub)."""
+        if self._sock is None:
+            return None
+        try:
+            self._hand_over(0, final=True)
+        except OSError:  # the hub has closed: its last words to us may still be there to read
+            logger.debug("worker group: the final hand-over found the hub gone", exc_info=True)
+        with self._send_lock:
+            sock, self._sock = self._sock, None
+        if sock is None:
+            return None
+        acknowledged = takeover = False
+        try:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
             sock.settimeout(2.0)
-            pending, takeover = list(self._pending), False
+            pending, self._pending = self._pending, []
             while True:
                 while pending:
                     message = pending.pop(0)
-                    takeover = takeover or message["t"] == "takeover"
-                    if message["t"] in ("inherit", "inherited"):
+                    kind = message["t"]
+                    takeover = takeover or kind == "takeover"
+                    acknowledged = acknowledged or kind == "bye"
+                    if kind in ("inherit", "inherited"):
                         self._message(message)
                 try:
                     data = wire.receive(sock, self._fds)
@@ -494,29 +518,36 @@ class Group:
                 if not data:
                     break
                 pending.extend(self._decoder.feed(data))
-            if takeover and len(self._fds) >= 2:
-                fds, self._fds = self._fds, []
-                self.role = "member"
+        except ValueError:
+            logger.debug("worker group: the hub's last words cannot be read", exc_info=True)
+        finally:
+            sock.close()
+        if takeover and len(self._fds) >= 2:
+            fds, self._fds = self._fds, []
+            self.role = "member"
+            try:
                 self._become_hub(
                     socket.socket(fileno=fds[0]), wait_for_port=False, port=socket.socket(fileno=fds[1])
                 )
+            except OSError:
+                logger.debug("worker group: taking over at exit failed", exc_info=True)
+                return False
+            finally:
                 _close_fds(fds[2:])
-                return True
-        except (OSError, ValueError):
-            logger.debug("worker group: the final hand-over failed", exc_info=True)
-        finally:
-            if sock is not None:
-                sock.close()
-            _close_fds(self._fds)
-        return False
+            return True
+        _close_fds(self._fds)
+        return False if acknowledged else None
 
-    def _try_join_only(self) -> bool:
-        deadline = time.monotonic() + 2.0
+    def _try_join_only(self, deadline: float) -> bool:
+        """Join a hub this member was never in, with the inheritance it holds; False by ``deadline``."""
         while time.monotonic() < deadline:
-            joined, _ = self._handshake(1.0)
+            joined, _ = self._handshake(min(2.0, max(0.1, deadline - time.monotonic())))
             if joined is not None:
-                self._sock = joined[0]
-                self._send_inheritance(joined[0])
+                sock, self._decoder, hub_id, self._pending, fds = joined
+                self._fds.extend(fds)
+                self._hubs.add(hub_id)
+                self._sock = sock
+                self._send_inheritance(sock)
                 return True
             time.sleep(0.05)
         return False

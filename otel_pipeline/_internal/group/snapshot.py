@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
 
-__all__ = ["MetricData", "Metrics", "attributes_key", "attributes_of", "decode", "encode"]
+__all__ = ["MetricData", "Metrics", "attributes_key", "attributes_of", "decode", "encode", "to_wire"]
 
 #: (scope JSON, metric name): a metric's identity across members.
 MetricId = tuple[str, str]
@@ -141,3 +141,22 @@ def decode(wire: list[Any]) -> Metrics:
             for point in points:
                 found[point[0]] = point[1:]
     return metrics
+
+
+def points_wire(kind: str, points: Mapping[str, list[Any]]) -> list[list[Any]]:
+    """Decoded points (``{key: point}``) back in wire form."""
+    out = [[key, *point] for key, point in points.items()]
+    if kind == "h":
+        for point in out:
+            point[5] = list(point[5])
+            point[8] = {str(index): value for index, value in point[8].items()}
+    return out
+
+
+def to_wire(metrics: Metrics) -> list[list[Any]]:
+    """Decoded metrics back in wire form (what :func:`decode` reads)."""
+    out: list[list[Any]] = []
+    for metric in metrics.values():
+        points = points_wire(metric.kind, metric.points)
+        out.append([metric.scope, metric.name, metric.description, metric.unit, metric.kind, points])
+    return out

@@ -12,9 +12,12 @@ op.configure(service_name="web", prometheus_port=int(os.environ["METRICS_PORT"])
 
 
 def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    op.events("orders").process("order.created").__enter__().__exit__(None, None, None)
+    if environ["PATH_INFO"] == "/breaker":  # the worker that serves this has its breaker open
+        op.circuit_breaker("payments").record_state("open")
+    else:
+        op.events("orders").process("order.created").__enter__().__exit__(None, None, None)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
 
 
-app = op.WSGIMiddleware(hello, route=lambda environ: "/hello")
+app = op.WSGIMiddleware(hello, route=lambda environ: str(environ["PATH_INFO"]))
