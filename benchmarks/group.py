@@ -483,6 +483,16 @@ def _totals(body: bytes) -> dict[str, float]:
     return found
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of the processes ``pids`` so far (Linux: /proc, in clock ticks)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -509,13 +519,23 @@ def _scrape(members: int, series: int, scrapes: int) -> dict[str, Any]:
             group_ms: list[float] = []
             prometheus_ms: list[float] = []
             group_bytes = prometheus_bytes = 0
+            # CPU time spent answering, by side: what the scrapes cost whatever else runs on the machine.
+            sides = {
+                "group_hub": [hub.ready["pid"]],
+                "group_members": pids,
+                "prometheus_multiprocess": [started[-1].ready["pid"]],
+            }
+            cpu = dict.fromkeys(sides, 0.0)
             for _ in range(scrapes):
+                before = {side: _cpu_seconds(side_pids) for side, side_pids in sides.items()}
                 took, body = _get(port)
                 group_ms.append(took)
                 group_bytes = len(body)
                 took, body = _get(prometheus_port)
                 prometheus_ms.append(took)
                 prometheus_bytes = len(body)
+                for side, side_pids in sides.items():
+                    cpu[side] += _cpu_seconds(side_pids) - before[side]
             breakdown = hub.ask(cmd="breakdown", repeat=max(3, scrapes // 4))
     finally:
         shutil.rmtree(multiproc_dir, ignore_errors=True)
@@ -540,6 +560,7 @@ def _scrape(members: int, series: int, scrapes: int) -> dict[str, Any]:
         "scrapes": scrapes,
         "ms": {"group": group, "prometheus_multiprocess": stock},
         "group_parts_ms": breakdown,
+        "cpu_ms_per_scrape": {side: round(seconds / scrapes * 1000, 1) for side, seconds in cpu.items()},
         "same_totals": same,
         "totals": {name: group_totals[name] for name in sorted(group_totals)},
         "targets": {
@@ -605,6 +626,8 @@ def summary(result: dict[str, Any]) -> str:
         f"(target < {TARGETS['scrape_ms']:.0f} ms: {scrape_met})",
         "  group's parts (median ms): "
         + ", ".join(f"{name} {value}" for name, value in scrape["group_parts_ms"].items()),
+        "  CPU ms per scrape: "
+        + ", ".join(f"{name} {value}" for name, value in scrape["cpu_ms_per_scrape"].items()),
         f"  prometheus_client MultiProcessCollector: median {stock['median']} ms, p90 {stock['p90']} ms, "
         f"best {stock['best']} ms",
     ]

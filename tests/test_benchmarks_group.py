@@ -63,6 +63,9 @@ def test_the_group_and_prometheus_client_serve_the_same_exact_totals(result: dic
         assert 0 < figures["best"] <= figures["median"] <= figures["p90"]
         assert figures["bytes"] > 0
     assert set(scrape["group_parts_ms"]) == {"refresh", "collect_own", "merge", "render"}
+    cpu = scrape["cpu_ms_per_scrape"]
+    assert set(cpu) == {"group_hub", "group_members", "prometheus_multiprocess"}
+    assert all(value >= 0 for value in cpu.values())
     median = scrape["targets"]["group_scrape_median_ms"]
     assert median["met"] is (median["value"] < 100.0)
 
