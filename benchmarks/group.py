@@ -95,7 +95,9 @@ def _otel_series(series: int) -> None:
     attributes = ("queue.name", "outcome")
     specs = (
         MetricSpec("bench.jobs.processed", Kind.COUNTER, "{job}", "Jobs processed.", attributes, "bench"),
-        MetricSpec("bench.jobs.in_progress", Kind.UP_DOWN_COUNTER, "{job}", "Jobs in progress.", attributes),
+        MetricSpec(
+            "bench.jobs.in_progress", Kind.UP_DOWN_COUNTER, "{job}", "Jobs in progress.", attributes, "bench"
+        ),
         MetricSpec("bench.job.duration", Kind.HISTOGRAM, "s", "Time spent on one job.", attributes, "bench"),
     )
     instruments = [pipeline.registry.instrument(spec) for spec in specs]
@@ -321,7 +323,11 @@ class Worker:
             env=environ,
             text=True,
         )
-        self.ready = self._read()
+        try:
+            self.ready = self._read()
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self) -> dict[str, Any]:
         stdout: IO[str] | None = self.process.stdout
