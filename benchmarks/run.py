@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "server": _optional("bench_server", duration=2.0 if args.quick else 10.0),
         "event_loop": _optional("event_loop", steps=30_000 if args.quick else 300_000),
         "executor": _optional("executor", jobs=2_000 if args.quick else 20_000),
+        "group": _optional("group", quick=args.quick),
     }
     document["seconds"] = round(time.time() - started, 1)
     text = json.dumps(document, indent=2, sort_keys=True)
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
+    if "skipped" not in document["group"]:
+        from benchmarks import group
+
+        print(group.summary(document["group"]), file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from operator import add
 from typing import Any
 
 from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
@@ -119,12 +120,18 @@ def _add(into: list[Any], point: list[Any], histogram: bool) -> bool:
         counts = into[0]
         if into[4] != point[4] or len(counts) != len(point[0]):
             return False
-        into[0] = [a + b for a, b in zip(counts, point[0], strict=True)]
+        # map(add) and plain comparisons rather than a comprehension and min()/max(): the hub runs
+        # this for every member's every point at each scrape (same results, about half the time).
+        into[0] = list(map(add, counts, point[0]))
         into[1] += point[1]
-        into[2] = min(into[2], point[2])
-        into[3] = max(into[3], point[3])
-        into[5] = min(into[5], point[5])
-        into[6] = max(into[6], point[6])
+        if point[2] < into[2]:
+            into[2] = point[2]
+        if point[3] > into[3]:
+            into[3] = point[3]
+        if point[5] < into[5]:
+            into[5] = point[5]
+        if point[6] > into[6]:
+            into[6] = point[6]
         if point[7]:
             exemplars = dict(into[7])
             for index, exemplar in point[7].items():
@@ -134,8 +141,10 @@ def _add(into: list[Any], point: list[Any], histogram: bool) -> bool:
     into[0] += point[0]
     if point[1] is not None:
         into[1] = point[1] if into[1] is None else min(into[1], point[1])
-    into[2] = max(into[2], point[2])
-    into[3] = _newer(into[3], point[3])
+    if point[2] > into[2]:
+        into[2] = point[2]
+    if point[3] is not None:
+        into[3] = _newer(into[3], point[3])
     return True
 
 

@@ -45,9 +45,13 @@ class MetricData:
 Metrics = dict[MetricId, MetricData]
 
 
+#: One encoder for every key: json.dumps() with options builds a new one per call (a third of the time).
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def attributes_key(attributes: Mapping[str, Any]) -> str:
     """The canonical JSON of an attribute set (1, 1.0 and true stay distinct)."""
-    return json.dumps(sorted(attributes.items()), separators=(",", ":"), default=str)
+    return _KEY_ENCODER(sorted(attributes.items()))
 
 
 def attributes_of(key: str) -> dict[str, Any]:
