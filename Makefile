@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit fmt bench system-deps clean
+.PHONY: demo test lint typecheck check-generated generate unit fmt bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,18 +16,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/otel-pipeline demo $(ARGS)
 
-## test: lint, strict type checks, then the whole suite (unit + real Prometheus + real OTLP receiver) with coverage
-test: $(STAMP) system-deps lint typecheck unit
+## test: lint, strict type checks, generated files current, then the whole suite (unit + real Prometheus + real OTLP receiver) with coverage
+test: $(STAMP) system-deps lint typecheck check-generated unit
 
 system-deps:
 	bash scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
-	$(BIN)/ruff format --check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
+	$(BIN)/ruff check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards tools
+	$(BIN)/ruff format --check otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## generate: write every generated file (docs/metrics.md, dashboards/*.json, dashboards/rules/*.yml)
+generate: $(STAMP)
+	$(BIN)/python -m tools.generate
+
+## check-generated: fail naming each generated file that is stale (run `make generate`)
+check-generated: $(STAMP)
+	$(BIN)/python -m tools.generate --check
 
 # coverage runs pytest (rather than pytest-cov) so that it starts before pytest imports the package's
 # own pytest plugin (_otel_pipeline_pytest, an entry point): module-level code is measured too.
@@ -39,8 +47,8 @@ unit: $(STAMP)
 	$(BIN)/coverage report
 
 fmt: $(STAMP)
-	$(BIN)/ruff format otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
-	$(BIN)/ruff check --fix otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards
+	$(BIN)/ruff format otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards tools
+	$(BIN)/ruff check --fix otel_pipeline _otel_pipeline_pytest.py tests benchmarks dashboards tools
 
 ## bench: the overhead benchmarks; prints one JSON document and writes benchmarks/results/latest.json
 bench: $(STAMP) system-deps

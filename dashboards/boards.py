@@ -2,7 +2,8 @@
 
 Each function returns one :class:`~dashboards.model.Board`; :data:`BOARDS` lists them all. Metric
 names only ever come from :func:`dashboards.promql.metric` (through the helpers), so every query is
-checked against the catalogue when the dashboards are generated.
+checked against the catalogue when the dashboards are generated. A catalogue metric none of them
+shows gets a default panel (:mod:`dashboards.defaults`) unless :data:`NOT_ON_DASHBOARDS` lists it.
 
 >>> [board.file_stem for board in all_boards()][:2]
 ['overview', 'queues']
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dashboards.defaults import default_board, uncovered
 from dashboards.model import Board, Panel, Query, Row
 from dashboards.promql import (
     RATE_WINDOW,
@@ -25,6 +27,7 @@ from dashboards.promql import (
     share,
 )
 from otel_pipeline._internal.promnames import label_name
+from otel_pipeline.hooks import all_metrics
 
 __all__ = ["BOARDS", "NOT_ON_DASHBOARDS", "all_boards"]
 
@@ -768,5 +771,7 @@ BOARDS: tuple[Callable[[], Board], ...] = (
 
 
 def all_boards() -> list[Board]:
-    """Every dashboard, in :data:`BOARDS` order."""
-    return [make() for make in BOARDS]
+    """Every dashboard, in :data:`BOARDS` order, then the default panels' board if a metric needs one."""
+    boards = [make() for make in BOARDS]
+    extra = default_board(uncovered(all_metrics(), boards, NOT_ON_DASHBOARDS))
+    return boards if extra is None else [*boards, extra]

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from dashboards.boards import all_boards
+from dashboards.defaults import FILE_STEM as DEFAULTS_STEM
 from dashboards.model import to_json
 from dashboards.rules import alert_rules_yaml, recording_rules_yaml
 
-__all__ = ["DASHBOARDS_DIR", "RULES_DIR", "generated_files", "main"]
+__all__ = ["DASHBOARDS_DIR", "RULES_DIR", "generated_files", "leftover_files", "main", "stale_files"]
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent
 RULES_DIR = DASHBOARDS_DIR / "rules"
@@ -31,13 +32,19 @@ def generated_files() -> dict[Path, str]:
     return files
 
 
+def leftover_files(files: dict[Path, str] | None = None) -> list[Path]:
+    """Files once generated that the code generates no more: the default panels' board, once empty."""
+    optional = DASHBOARDS_DIR / f"{DEFAULTS_STEM}.json"
+    generated = generated_files() if files is None else files
+    return [optional] if optional.exists() and optional not in generated else []
+
+
 def stale_files() -> list[Path]:
-    """The generated files whose committed text differs from what the code generates (or missing)."""
+    """Generated files whose committed text differs from what the code generates, missing or left over."""
+    files = generated_files()
     return [
-        path
-        for path, text in generated_files().items()
-        if not path.exists() or path.read_text(encoding="utf-8") != text
-    ]
+        path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text
+    ] + leftover_files(files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {path} (run: python -m dashboards.generate)", file=sys.stderr)
         return 1 if stale else 0
     RULES_DIR.mkdir(exist_ok=True)
-    for path, text in generated_files().items():
+    files = generated_files()
+    for path, text in files.items():
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
+    for path in leftover_files(files):
+        path.unlink()
+        print(f"removed {path} (no longer generated)")
     return 0
 
 

@@ -12,14 +12,11 @@ metric fails generation instead of leaving an empty panel behind.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
-import otel_pipeline.hooks
-from otel_pipeline._internal.catalogue import all_metrics
 from otel_pipeline._internal.promnames import label_name, prometheus_name
 from otel_pipeline._internal.spec import Kind, MetricSpec
+from otel_pipeline.hooks import all_metrics
 
 __all__ = [
     "DASHBOARD_SELECTOR",
@@ -46,9 +43,6 @@ _USED: set[str] = set()
 
 @cache
 def _catalogue() -> dict[str, MetricSpec]:
-    # Every hook module declares its metrics when imported; import them all, listed or not.
-    for module in pkgutil.iter_modules(otel_pipeline.hooks.__path__):
-        importlib.import_module(f"otel_pipeline.hooks.{module.name}")
     return {entry.name: entry for entry in all_metrics()}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from otel_pipeline import _wiring
 from otel_pipeline._internal import fork as _fork
 from otel_pipeline._internal import runtime as _runtime
 from otel_pipeline._internal.runtime import Pipeline
@@ -222,5 +223,7 @@ def shutdown(timeout: float | None = None) -> bool:
     return _runtime.shutdown(timeout)
 
 
+# What every pipeline's server serves besides /metrics: the hooks' health sources, /stats.
+_runtime.DEFAULT_WIRING = _wiring.default_wiring()
 # Forked children get a pipeline of their own (see otel_pipeline/_internal/fork.py).
 _fork.register()

@@ -25,11 +25,11 @@ from rich.console import Console
 import otel_pipeline as op
 from otel_pipeline import demo as demo_module
 from otel_pipeline import progress as progress_module
-from otel_pipeline._internal.catalogue import all_metrics
 from otel_pipeline._internal.promnames import prometheus_name
 from otel_pipeline.cli import main
 from otel_pipeline.config import EXPORTERS
 from otel_pipeline.demo import World, cycle, run_demo
+from otel_pipeline.hooks import all_metrics
 from otel_pipeline.hooks.pipeline import ActiveStage, active_stages
 from otel_pipeline.progress import render
 from otel_pipeline.summary import schema, summary

@@ -15,7 +15,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import otel_pipeline as op
-from otel_pipeline._internal import routes
+from otel_pipeline._internal import runtime
+from otel_pipeline._internal.wiring import Wiring
 from otel_pipeline.server import MetricsServer, Response, json_response
 from tests.support import wait_until
 from tests.support.http import request
@@ -209,7 +210,7 @@ def test_health_status_is_the_worst_component(
     def source(pipeline: Any) -> list[tuple[str, str, dict[str, Any]]]:
         return [("db", reported, {"latency_s": 0.5})]
 
-    monkeypatch.setattr(routes, "HEALTH_SOURCES", [source])
+    monkeypatch.setattr(runtime, "DEFAULT_WIRING", Wiring(health_sources=(source,)))
     reply = request(f"{configured()}/health")
     assert reply.status == status
     body = json.loads(reply.body)
@@ -221,7 +222,7 @@ def test_health_reports_a_failing_source_as_unhealthy(monkeypatch: pytest.Monkey
     def checks(pipeline: Any) -> list[tuple[str, str, dict[str, Any]]]:
         raise ConnectionError("db down")
 
-    monkeypatch.setattr(routes, "HEALTH_SOURCES", [checks])
+    monkeypatch.setattr(runtime, "DEFAULT_WIRING", Wiring(health_sources=(checks,)))
     reply = request(f"{configured()}/health")
     assert reply.status == 503
     assert json.loads(reply.body)["components"]["checks"] == {
@@ -236,7 +237,7 @@ def test_route_installers_add_routes(monkeypatch: pytest.MonkeyPatch) -> None:
             "/stats", lambda path, headers: json_response(200, {"service": pipeline.config.service_name})
         )
 
-    monkeypatch.setattr(routes, "ROUTE_INSTALLERS", [install])
+    monkeypatch.setattr(runtime, "DEFAULT_WIRING", Wiring(route_installers=(install,)))
     reply = request(f"{configured()}/stats")
     assert (reply.status, json.loads(reply.body)) == (200, {"service": "orders"})
 

@@ -1,7 +1,8 @@
 """The metric catalogue: every metric any hook can emit, declared once, in code.
 
 Docs (docs/metrics.md), dashboards and alert rules are generated from or checked against it.
-Hooks declare their metrics at import time with :func:`declare`.
+Hooks declare their metrics at import time with :func:`declare`; the list of every metric, with
+every hook module imported first, is :func:`otel_pipeline.hooks.all_metrics` (the layer above).
 """
 
 from __future__ import annotations
@@ -41,12 +42,5 @@ def find(name: str) -> MetricSpec | None:
 
 
 def declared() -> list[MetricSpec]:
-    """The metrics declared so far (without importing the hook modules)."""
+    """The metrics declared so far, in declaration order (this module imports no hook module)."""
     return list(_CATALOGUE.values())
-
-
-def all_metrics() -> list[MetricSpec]:
-    """Every declared metric, sorted by name (importing all hook modules first)."""
-    import otel_pipeline.hooks  # noqa: F401  (hook modules declare their metrics on import)
-
-    return sorted(_CATALOGUE.values(), key=lambda spec: spec.name)

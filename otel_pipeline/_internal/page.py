@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from importlib import resources
 
+from otel_pipeline._internal.server import MetricsServer, Response, Route
 from otel_pipeline._internal.snapshot import SnapshotCache
-from otel_pipeline.server import MetricsServer, Response, Route
 
 __all__ = ["ASSETS", "asset", "install_page"]
 

@@ -64,8 +64,8 @@ def metric_name(name: str, unit: str, kind: Kind) -> str:
 def prometheus_name(spec: MetricSpec) -> str:
     """:func:`metric_name` of a catalogue entry.
 
-    >>> from otel_pipeline._internal.catalogue import all_metrics
-    >>> names = {spec.name: prometheus_name(spec) for spec in all_metrics()}
+    >>> from otel_pipeline._internal.catalogue import declared
+    >>> names = {spec.name: prometheus_name(spec) for spec in declared()}
     >>> names["queue.jobs.in_progress"]
     'queue_jobs_in_progress'
     """
@@ -75,8 +75,8 @@ def prometheus_name(spec: MetricSpec) -> str:
 def sample_names(spec: MetricSpec) -> tuple[str, ...]:
     """Every sample name the metric's family exposes (a histogram's ``_bucket``, ``_sum``, ``_count``).
 
-    >>> from otel_pipeline._internal.catalogue import all_metrics
-    >>> [sample_names(s) for s in all_metrics() if s.name == "queue.job.duration"][0][0]
+    >>> from otel_pipeline._internal.catalogue import declared
+    >>> [sample_names(s) for s in declared() if s.name == "queue.job.duration"][0][0]
     'queue_job_duration_seconds_bucket'
     """
     name = prometheus_name(spec)

@@ -1,30 +1,25 @@
-"""The routes every server gets: /metrics, /health and the page. Later hooks add theirs the same way.
+"""The routes every server gets: /metrics, /health and the page, then those of the pipeline's wiring.
 
-The JSON endpoints are then served from snapshots (``snapshot.py``).
+/health asks the pipeline's health sources and the wiring's route installers add the others
+(/stats, /trends: ``wiring.py``). The JSON endpoints are then served from snapshots (``snapshot.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otel_pipeline._internal.errors import logger
 from otel_pipeline._internal.page import install_page
+from otel_pipeline._internal.server import MetricsServer, Response, json_response
 from otel_pipeline._internal.snapshot import install_snapshots
 from otel_pipeline._internal.validation import safe_repr
-from otel_pipeline.server import MetricsServer, Response, json_response
 
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
 
-__all__ = ["HEALTH_SOURCES", "ROUTE_INSTALLERS", "health_score", "install_default_routes"]
+__all__ = ["health_report", "health_score", "install_default_routes"]
 
-#: Contributors to /health: each returns (component name, status, details); status is
-#: "healthy", "degraded" or "unhealthy". Later hooks (checks, breakers) register here.
-HEALTH_SOURCES: list[Callable[[Pipeline], list[tuple[str, str, dict[str, Any]]]]] = []
-#: Functions that add routes to a new server (e.g. /stats); hook modules append to it on import.
-ROUTE_INSTALLERS: list[Callable[[MetricsServer, Pipeline], None]] = []
 _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 #: Components listed in /health; past it the worst are listed and "omitted" counts the rest.
 LISTED_COMPONENTS = 100
@@ -37,7 +32,7 @@ def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
     of them, the worst first (the exporter always), with the others counted by status.
     """
     components: dict[str, Any] = {"exporter": pipeline.export_state.component(pipeline.config.exporter)}
-    for source in list(HEALTH_SOURCES):
+    for source in pipeline.wiring.health_sources:
         try:
             reported = list(source(pipeline))
         except Exception as error:  # a broken check is reported, not raised
@@ -102,6 +97,6 @@ def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: 
 
     server.add_route("/metrics", metrics)
     server.add_route("/health", health)
-    for installer in ROUTE_INSTALLERS:
+    for installer in pipeline.wiring.route_installers:
         installer(server, pipeline)
     install_page(server, install_snapshots(server, pipeline))

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
@@ -30,10 +29,13 @@ from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.merge import attach_core
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.spans import HookTracer
+from otel_pipeline._internal.state import STATE, current
+from otel_pipeline._internal.wiring import Wiring
 from otel_pipeline._version import __version__
 from otel_pipeline.config import Config
 
 __all__ = [
+    "DEFAULT_WIRING",
     "ON_INSTALL",
     "STATE",
     "Pipeline",
@@ -74,6 +76,7 @@ class Pipeline:
         server: Any = None,
         resource: Resource | None = None,
         export_state: ExportState | None = None,
+        wiring: Wiring | None = None,
     ) -> None:
         self.config = config
         self.meter_provider = meter_provider
@@ -85,6 +88,8 @@ class Pipeline:
         self.resource = resource
         #: Results of the exports to the receiver, for /health (none when nothing is exported).
         self.export_state = export_state or ExportState()
+        #: The sources of /health and the routes besides /metrics its server gets (wiring.py).
+        self.wiring = wiring or Wiring()
         #: True for a test capture (otel_pipeline.testing): configure() then returns it as is.
         self.captured = False
         self._closed = False
@@ -216,21 +221,11 @@ def _flush_failed(what: str, error: Exception) -> None:
     logger.debug("flush failure", exc_info=error)
 
 
-@dataclass
-class _State:
-    pipeline: Pipeline | None = None
-    generation: int = 0
-
-
-STATE = _State()
+#: The wiring of the pipelines built without one: the package sets it (otel_pipeline/_wiring.py).
+DEFAULT_WIRING = Wiring()
 _lock = threading.RLock()
 _globals_set = False
 _atexit_registered = False
-
-
-def current() -> Pipeline | None:
-    """The pipeline hooks record into, or None."""
-    return STATE.pipeline
 
 
 #: Called with each pipeline made current: hooks with observed values (registered before
@@ -261,13 +256,16 @@ def build_pipeline(
     serve: bool = True,
     resource: Resource | None = None,
     forked: bool = False,
+    wiring: Wiring | None = None,
 ) -> Pipeline:
     """Providers, registry and (for the Prometheus exporter) the server, for ``config``.
 
     ``forked``: for a forked child, which leaves the parent's Pushgateway group alone.
+    ``wiring``: what the server serves besides /metrics (default: :data:`DEFAULT_WIRING`).
     """
+    wiring = DEFAULT_WIRING if wiring is None else wiring
     if not config.enabled:
-        return Pipeline(config)
+        return Pipeline(config, wiring=wiring)
     resource = resource or providers.build_resource(config)
     built = providers.metric_readers(config, forked=forked)
     readers = built.readers + list(extra_readers or [])
@@ -293,6 +291,7 @@ def build_pipeline(
         local_reader=built.local_reader,
         export_state=built.export_state,
         resource=resource,
+        wiring=wiring,
     )
     pipeline.scrape_reader = built.prometheus_registry
     if serve and built.prometheus_registry is not None:

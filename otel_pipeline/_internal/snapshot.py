@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from otel_pipeline.server import MetricsServer, Response, Route, wire_response
+from otel_pipeline._internal.server import MetricsServer, Response, Route, wire_response
 
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline

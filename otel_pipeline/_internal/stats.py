@@ -5,7 +5,8 @@ the exporters see: every metric grouped by the hook that declared it (the catalo
 field) and by the hook's name attribute (``queue.name``, ``circuit_breaker.name`` ... — the first
 ``*.name`` attribute of the point; ``"*"`` for metrics without one). Metrics that are not in the
 catalogue (the application's own instruments) are under the hook ``"other"``. The formats are
-described in docs/hooks/health.md.
+described in docs/hooks/health.md. The collectors /stats runs are given to :func:`stats_routes`
+(the package's wiring gives it the health hook's).
 
 Bodies are bounded: per hook, the first :data:`LISTED_NAMES` names are shown (in the order
 the collection gives them, that is, first used first), plus ``"*"`` and the overflow name;
@@ -15,21 +16,30 @@ the collection gives them, that is, first used first), plus ``"*"`` and the over
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
 
-from otel_pipeline._internal.catalogue import all_metrics
-from otel_pipeline._internal.routes import ROUTE_INSTALLERS
+from otel_pipeline._internal.catalogue import find
+from otel_pipeline._internal.server import MetricsServer, Response, json_response
 from otel_pipeline._internal.spec import MetricSpec
 from otel_pipeline._internal.trends import Totals, Trends
-from otel_pipeline.server import MetricsServer, Response, json_response
+from otel_pipeline._internal.wiring import RouteInstaller
 
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
 
-__all__ = ["ALL", "LISTED_NAMES", "group_key", "install_stats_routes", "stats_document", "totals"]
+__all__ = [
+    "ALL",
+    "LISTED_NAMES",
+    "Collectors",
+    "group_key",
+    "install_stats_routes",
+    "stats_document",
+    "stats_routes",
+    "totals",
+]
 
 #: The group of points whose metric has no name attribute.
 ALL = "*"
@@ -38,6 +48,17 @@ OTHER = "other"
 LISTED_NAMES = 100
 #: Always shown: the group without a name, and the hook that names past the name limit share.
 _ALWAYS = (ALL, "otel.metric.overflow")
+
+
+class Collectors(NamedTuple):
+    """The stats collectors /stats runs: ``run(names)`` (every one when None) and their ``names()``."""
+
+    run: Callable[[Iterable[str] | None], dict[str, dict[str, Any]]]
+    names: Callable[[], list[str]]
+
+
+#: No collectors: /stats shows the hooks' metrics only.
+NO_COLLECTORS = Collectors(lambda names: {}, list)
 
 
 def _metrics(data: MetricsData | None) -> Iterator[Metric]:
@@ -76,13 +97,12 @@ def _points(
     Past :data:`LISTED_NAMES` names per hook, the points of further names are skipped and those
     names added to ``omitted[hook]``; the name ``wanted`` is always listed.
     """
-    catalogue = {spec.name: spec for spec in all_metrics()}
     listed: dict[str, set[str]] = {}
     for metric in _metrics(data):
         kind = _kind(metric)
         if kind is None:
             continue
-        spec = catalogue.get(metric.name)
+        spec = find(metric.name)
         hook = spec.hook if spec is not None and spec.hook else OTHER
         names = listed.setdefault(hook, set())
         for point in metric.data.data_points:
@@ -154,14 +174,12 @@ def totals(data: MetricsData | None) -> Totals:
     return found
 
 
-def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
-    from otel_pipeline.hooks.health import collect_stats, collector_names
-
+def _stats(pipeline: Pipeline, name: str | None, collectors: Collectors) -> tuple[int, dict[str, Any]]:
     omitted: dict[str, int] = {}
     hooks = stats_document(pipeline.collect_group(), omitted, name)
     body: dict[str, Any] = {"service": pipeline.config.service_name, "time": time.time()}
     if name is None:
-        body.update(hooks=hooks, collectors=collect_stats())
+        body.update(hooks=hooks, collectors=collectors.run(None))
         if omitted:
             body["omitted"] = omitted
         return 200, body
@@ -171,23 +189,34 @@ def _stats(pipeline: Pipeline, name: str | None) -> tuple[int, dict[str, Any]]:
             body["omitted"] = {name: omitted[name]}
     else:
         selected = {hook: {name: groups[name]} for hook, groups in hooks.items() if name in groups}
-    collectors: dict[str, Any] = {}
-    if name == "collectors" or name in collector_names():
-        collectors = collect_stats(None if name == "collectors" else [name])
-    if not selected and not collectors:
+    found: dict[str, Any] = {}
+    if name == "collectors" or name in collectors.names():
+        found = collectors.run(None if name == "collectors" else [name])
+    if not selected and not found:
         # Only what was asked: listing every hook and collector name would grow with the names.
         return 404, {"error": "not found", "name": name}
-    body.update(hooks=selected, collectors=collectors)
+    body.update(hooks=selected, collectors=found)
     return 200, body
 
 
-def install_stats_routes(server: MetricsServer, pipeline: Pipeline) -> None:
+def stats_routes(collectors: Collectors) -> RouteInstaller:
+    """The route installer of /stats, /stats/{name} and /trends, running ``collectors``."""
+
+    def install(server: MetricsServer, pipeline: Pipeline) -> None:
+        install_stats_routes(server, pipeline, collectors)
+
+    return install
+
+
+def install_stats_routes(
+    server: MetricsServer, pipeline: Pipeline, collectors: Collectors = NO_COLLECTORS
+) -> None:
     """Add /stats, /stats/{name} and /trends to ``server``; start the trends snapshotter."""
     trends = Trends(lambda: totals(pipeline.collect_group(refresh=False)))
 
     def stats(path: str, headers: dict[str, str]) -> Response:
         name = path[len("/stats/") :] if path.startswith("/stats/") else ""
-        return json_response(*_stats(pipeline, name or None))
+        return json_response(*_stats(pipeline, name or None, collectors))
 
     def trend(path: str, headers: dict[str, str]) -> Response:
         body = {"service": pipeline.config.service_name, **trends.report()}
@@ -198,6 +227,3 @@ def install_stats_routes(server: MetricsServer, pipeline: Pipeline) -> None:
     server.add_route("/trends", trend)
     trends.start()
     pipeline.on_shutdown.append(trends.stop)
-
-
-ROUTE_INSTALLERS.append(install_stats_routes)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, cast
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
 from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
-from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import dropped
@@ -339,6 +338,3 @@ def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
             (f"circuit_breaker:{hook.name}", "healthy" if state == "closed" else "degraded", {"state": state})
         )
     return found
-
-
-HEALTH_SOURCES.append(_health)

@@ -89,12 +89,12 @@ def test_target_arguments_and_noop() -> None:
 
 
 def test_refresh_job_records_runs(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "_clock", lambda: 1_000.0)
+    monkeypatch.setattr(health.refresh_jobs, "_clock", lambda: 1_000.0)
     job = op.refresh_job("catalog", interval=300)
     attrs = {"refresh.name": "catalog"}
     with job.running():
         assert capture.value("refresh.in_progress", attrs) == 1
-    monkeypatch.setattr(health, "_clock", lambda: 1_100.0)
+    monkeypatch.setattr(health.refresh_jobs, "_clock", lambda: 1_100.0)
     with pytest.raises(LookupError), job.running():
         raise LookupError("upstream gone")
     assert capture.value("refresh.in_progress", attrs) == 0
@@ -112,7 +112,7 @@ def test_refresh_job_records_runs(capture: Capture, monkeypatch: pytest.MonkeyPa
 def test_refresh_job_goes_stale_after_two_intervals(
     capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(health, "_clock", lambda: 5_000.0)
+    monkeypatch.setattr(health.refresh_jobs, "_clock", lambda: 5_000.0)
     job = op.refresh_job("rates", interval=60)
     assert job.health(now=5_120.0) == (
         "healthy",

@@ -24,8 +24,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from otel_pipeline import DEFAULT_DURATION_BUCKETS
-from otel_pipeline._internal.docgen import catalogue
 from otel_pipeline._internal.promnames import prometheus_name, prometheus_type
+from otel_pipeline.hooks import all_metrics
 from tests.support.prometheus import promtool_check_metrics
 
 pytestmark = pytest.mark.integration
@@ -498,7 +498,7 @@ def test_every_catalogue_metric_is_scraped_with_its_name_and_type(scraped: dict[
     _, types, target = samples_of(parse_text(text))
     # prometheus_client's parser names a counter family without its _total
     wanted = {
-        prometheus_name(spec).removesuffix("_total"): prometheus_type(spec.kind) for spec in catalogue()
+        prometheus_name(spec).removesuffix("_total"): prometheus_type(spec.kind) for spec in all_metrics()
     }
     assert types == wanted
     assert target["service_name"] == "all-hooks"
@@ -541,7 +541,7 @@ SEMCONV_COUNT_NAMES = (
 
 def test_promtool_check_metrics(scraped: dict[str, Any]) -> None:
     code, output = promtool_check_metrics(scraped["text"][2])
-    by_name = {spec.name: spec for spec in catalogue()}
+    by_name = {spec.name: spec for spec in all_metrics()}
     lint = 'non-histogram and non-summary metrics should not have "_count" suffix'
     allowed = {f"{prometheus_name(by_name[name])} {lint}" for name in SEMCONV_COUNT_NAMES if name in by_name}
     problems = {line.strip() for line in output.splitlines() if line.strip()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import otel_pipeline as op
-from otel_pipeline._internal import routes
+from otel_pipeline._internal import runtime
+from otel_pipeline._internal.wiring import Wiring
 from otel_pipeline.server import MetricsServer, Response
 from tests.support.fixtures import PrometheusFactory
 from tests.support.http import request
@@ -98,7 +99,7 @@ def test_prometheus_scrapes_openmetrics(
 
         server.add_route("/metrics", metrics)
 
-    monkeypatch.setattr(routes, "ROUTE_INSTALLERS", [spy])
+    monkeypatch.setattr(runtime, "DEFAULT_WIRING", Wiring(route_installers=(spy,)))
     pipeline = op.configure(service_name="orders", prometheus_port=0)
     op.queue("emails").enqueued(1)
     prometheus = prometheus_factory([target(pipeline)], scrape_interval=0.5)

@@ -15,8 +15,8 @@ from dashboards import generate
 from dashboards.boards import NOT_ON_DASHBOARDS, all_boards
 from dashboards.model import Board, render, to_json
 from dashboards.promql import metric, used_metrics
-from otel_pipeline._internal.catalogue import all_metrics
 from otel_pipeline._internal.promnames import prometheus_name
+from otel_pipeline.hooks import all_metrics
 
 DASHBOARDS_DIR = Path(generate.__file__).resolve().parent
 SCHEMA = json.loads((DASHBOARDS_DIR / "schema" / "dashboard.jsonschema.json").read_text())

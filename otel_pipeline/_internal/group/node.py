@@ -600,7 +600,7 @@ def _close_fds(fds: list[int]) -> None:
 def _start_server(pipeline: Pipeline, reader: Any, listener: socket.socket | None = None) -> Any:
     """The HTTP server with the default routes, started (raises OSError when the port is taken)."""
     from otel_pipeline._internal.routes import install_default_routes
-    from otel_pipeline.server import MetricsServer
+    from otel_pipeline._internal.server import MetricsServer
 
     config = pipeline.config
     server = MetricsServer(config.prometheus_host, config.prometheus_port, listener=listener)
@@ -652,9 +652,9 @@ def _register_exit() -> None:
 
 
 def _at_exit() -> None:
-    from otel_pipeline._internal import runtime
+    from otel_pipeline._internal.state import current
 
-    pipeline = runtime.current()
+    pipeline = current()
     group = getattr(pipeline, "group", None)
     if isinstance(group, Group):
         try:

@@ -1,7 +1,8 @@
-"""Generate docs/metrics.md from the metric catalogue: ``python -m otel_pipeline._internal.docgen``.
+"""Generate docs/metrics.md from the metric catalogue: ``python -m tools.docgen``.
 
 ``--check`` compares instead of writing (exit status 1 when the file is stale); ``--output PATH``
-writes elsewhere. tests/test_catalogue.py keeps the committed file current.
+writes elsewhere. ``python -m tools.generate`` runs it with the other generators;
+tests/test_catalogue.py keeps the committed file current.
 
 >>> text = render()
 >>> "| `queue.job.duration` | histogram | `s` |" in text
@@ -11,21 +12,19 @@ True
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections.abc import Iterable, Sequence
 from itertools import groupby
 from pathlib import Path
 
-from otel_pipeline._internal.catalogue import all_metrics
 from otel_pipeline._internal.promnames import prometheus_name, prometheus_type
 from otel_pipeline._internal.spec import MetricSpec
+from otel_pipeline.hooks import all_metrics
 
-__all__ = ["COMMAND", "DEFAULT_OUTPUT", "catalogue", "main", "render"]
+__all__ = ["COMMAND", "DEFAULT_OUTPUT", "main", "render"]
 
-COMMAND = "python -m otel_pipeline._internal.docgen"
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+COMMAND = "python -m tools.docgen"
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
 _HEADER = f"""# Metric catalogue
 
@@ -53,15 +52,6 @@ Dashboards and alert rules are generated with the same rules
 """
 
 
-def catalogue() -> list[MetricSpec]:
-    """Every declared metric, after importing every hook module (listed in ``hooks/__init__`` or not)."""
-    import otel_pipeline.hooks
-
-    for module in sorted(pkgutil.iter_modules(otel_pipeline.hooks.__path__), key=lambda m: m.name):
-        importlib.import_module(f"otel_pipeline.hooks.{module.name}")
-    return all_metrics()
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -76,7 +66,7 @@ def _row(spec: MetricSpec) -> str:
 
 def render(metrics: Iterable[MetricSpec] | None = None) -> str:
     """The text of docs/metrics.md for ``metrics`` (default: the whole catalogue)."""
-    specs = sorted(catalogue() if metrics is None else metrics, key=lambda s: (s.hook, s.name))
+    specs = sorted(all_metrics() if metrics is None else metrics, key=lambda s: (s.hook, s.name))
     hooks = sorted({spec.hook for spec in specs})
     parts = [_HEADER, f"{len(specs)} metrics from {len(hooks)} hooks: {', '.join(hooks)}.\n"]
     for hook, group in groupby(specs, key=lambda s: s.hook):
