@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from time import time
 from typing import Any
@@ -31,10 +31,10 @@ from opentelemetry.trace import SpanKind
 from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries, failure_attributes
-from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
+from otel_pipeline._internal.registry import Adds
+from otel_pipeline._internal.runtime import STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -404,7 +404,7 @@ class _State:
         self.active = registry.instrument(WORKERS).bind({**self.attributes, "state": "active"})
         self.depth = _Level()
         self.dead_letter_depth = _Level()
-        self.dead_lettered: dict[Any, Any] = {}
+        self.dead_lettered: dict[str | tuple[str, str], Adds] = {}
         #: The lane of jobs with no priority and no job type (processing()'s common case).
         self.plain = _Lane(hook, self, None)
         self.lanes: dict[str | None, _Lane] = {None: self.plain}
@@ -442,8 +442,8 @@ class _State:
             self.job_types.add(job_type)
         return job_type
 
-    def dead_letter_series(self, hook: Queue, reason: str, job_type: str | None = None) -> Any:
-        key: Any = reason if job_type is None else (reason, job_type)
+    def dead_letter_series(self, hook: Queue, reason: str, job_type: str | None = None) -> Adds:
+        key: str | tuple[str, str] = reason if job_type is None else (reason, job_type)
         series = self.dead_lettered.get(key)
         if series is None:
             reasons = {k if isinstance(k, str) else k[0] for k in self.dead_lettered}
@@ -460,7 +460,7 @@ class _State:
         return series
 
 
-class Queue(Hook):
+class Queue(Hook[_State]):
     """A named work queue. Get it with :func:`otel_pipeline.queue`.
 
     >>> import otel_pipeline as op
@@ -487,17 +487,15 @@ class Queue(Hook):
         self._workers_open = 0
 
     def _bind(self, pipeline: Pipeline) -> _State:
-        registry = pipeline.registry
-        assert registry is not None
-        for spec, read in (
-            (DEPTH, _depth),
-            (DEAD_LETTER_DEPTH, _dead_letter_depth),
-            (UTILIZATION, _utilization),
-            (OLDEST_AGE, _oldest_age),
-        ):
-            registry.observe(spec, functools.partial(_observe_all, registry, read))
-        # The same state each time the queue binds to this registry: tracked depths survive.
-        return state_on(registry, self, lambda: _State(self, pipeline))
+        # The base keeps it on the registry: tracked depths survive the queue binding there again.
+        return _State(self, pipeline)
+
+    def _binds_at_install(self) -> bool:
+        return (
+            self._depth_function is not None
+            or self._dead_letter_function is not None
+            or self._oldest_age_function is not None
+        )
 
     def _worker_opened(self, step: int) -> None:
         with self._states_lock:
@@ -751,6 +749,31 @@ class Queue(Hook):
         return Noop(self.worker) if state is None else Timed(state.worker)
 
     # -- observed values ----------------------------------------------------------------------
+
+    @observes(DEPTH)
+    def _observed_depth(self, state: _State) -> Points:
+        value = _depth(self, state)
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(DEAD_LETTER_DEPTH)
+    def _observed_dead_letter_depth(self, state: _State) -> Points:
+        value = _read(self, "dead-letter depth", self._dead_letter_function, state.dead_letter_depth)
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(UTILIZATION)
+    def _observed_utilization(self, state: _State) -> Points:
+        capacity = self._capacity
+        depth = None if capacity is None else _depth(self, state)
+        if capacity is not None and depth is not None:
+            yield depth / capacity, state.attributes
+
+    @observes(OLDEST_AGE)
+    def _observed_oldest_age(self, state: _State) -> Points:
+        value = _read(self, "oldest job age", self._oldest_age_function, None)
+        if value is not None:
+            yield value, state.attributes
 
     def observe_depth(self, function: Callable[[], float | None] | None) -> None:
         """Read the depth with ``function`` at each collection (None: track it again).
@@ -1009,55 +1032,5 @@ def _read(
     return value
 
 
-def _depth(hook: Queue, state: _State | None) -> float | None:
-    return _read(hook, "depth", hook._depth_function, None if state is None else state.depth)
-
-
-def _dead_letter_depth(hook: Queue, state: _State | None) -> float | None:
-    level = None if state is None else state.dead_letter_depth
-    return _read(hook, "dead-letter depth", hook._dead_letter_function, level)
-
-
-def _oldest_age(hook: Queue, state: _State | None) -> float | None:
-    return _read(hook, "oldest job age", hook._oldest_age_function, None)
-
-
-def _utilization(hook: Queue, state: _State | None) -> float | None:
-    capacity = hook._capacity
-    if capacity is None:
-        return None
-    depth = _depth(hook, state)
-    return None if depth is None else depth / capacity
-
-
-def _observe_all(
-    registry: Registry, read: Callable[[Queue, _State | None], float | None]
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """At collection: ``read`` every queue bound to ``registry`` or observed by a function."""
-    states = registry.hook_states
-    for hook in hooks_of(Queue):
-        state: _State | None = states.get(hook)
-        if (
-            state is None
-            and hook._depth_function is None
-            and hook._dead_letter_function is None
-            and hook._oldest_age_function is None
-        ):
-            continue
-        value = read(hook, state)
-        if value is not None:
-            yield value, {NAME: hook.name}
-
-
-def _bind_observed(pipeline: Pipeline) -> None:
-    """Bind the queues whose depths functions read to a new pipeline, so that it reports them."""
-    for hook in hooks_of(Queue):
-        if (
-            hook._depth_function is not None
-            or hook._dead_letter_function is not None
-            or hook._oldest_age_function is not None
-        ):
-            hook._current()
-
-
-ON_INSTALL.append(_bind_observed)
+def _depth(hook: Queue, state: _State) -> float | None:
+    return _read(hook, "depth", hook._depth_function, state.depth)
