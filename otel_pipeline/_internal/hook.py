@@ -37,6 +37,7 @@ from typing_extensions import TypeVar
 
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import AttributeValue, Registry
+from otel_pipeline._internal.routes import HEALTH_SOURCES
 from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
 from otel_pipeline._internal.spec import MetricSpec
 from otel_pipeline._internal.validation import check_count, check_name  # re-exported: hooks import them here
@@ -274,6 +275,7 @@ def _bind_at_install(pipeline: Pipeline) -> None:
 
 
 ON_INSTALL.append(_bind_at_install)
+HEALTH_SOURCES.append(hook_health)
 
 
 def name_limit() -> int:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
-from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
-from otel_pipeline._internal.routes import HEALTH_SOURCES
-from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
+from otel_pipeline._internal.hook import Health, Hook, check_name, get_hook
+from otel_pipeline._internal.registry import Adds
+from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import dropped
 
@@ -105,7 +105,7 @@ class _Bound:
             outcome: registry.instrument(CALLS).bind({**self.attributes, "outcome": outcome})
             for outcome in ("success", "failure", "rejected")
         }
-        self.transitions: dict[tuple[str, str], Any] = {}
+        self.transitions: dict[tuple[str, str], Adds] = {}
 
     def sync(self, state: str) -> None:
         """Take ``state`` as the current one without counting a transition (it was not seen)."""
@@ -134,7 +134,7 @@ class _Bound:
             self.trips.add(1)
 
 
-class CircuitBreaker(Hook):
+class CircuitBreaker(Hook[_Bound]):
     """A named circuit breaker. Get it with :func:`otel_pipeline.circuit_breaker`.
 
     >>> import otel_pipeline as op
@@ -145,6 +145,21 @@ class CircuitBreaker(Hook):
 
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
+
+    @classmethod
+    def _installed(cls, pipeline: Pipeline) -> None:
+        """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
+        for breaker, hook in list(_INSTRUMENTED.items()):
+            _sync(breaker, hook)
+
+    def _health(self, state: _Bound) -> Health:
+        """/health: a breaker used on this pipeline is degraded while open or half-open."""
+        current = state.state
+        return (
+            f"circuit_breaker:{self.name}",
+            "healthy" if current == "closed" else "degraded",
+            {"state": current},
+        )
 
     def record_state(self, state: str) -> None:
         """The breaker is now in ``state`` (``"closed"``, ``"open"`` or ``"half_open"``).
@@ -316,29 +331,3 @@ def _sync(breaker: Any, hook: CircuitBreaker) -> None:
     name = _state_name(hook, breaker.current_state)
     if bound is not None and name is not None:
         bound.sync(name)
-
-
-def _bind_instrumented(pipeline: Pipeline) -> None:
-    """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
-    for breaker, hook in list(_INSTRUMENTED.items()):
-        _sync(breaker, hook)
-
-
-ON_INSTALL.append(_bind_instrumented)
-
-
-def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
-    """/health: a breaker used on this pipeline is degraded while open or half-open."""
-    found = []
-    for hook in hooks_of(CircuitBreaker):
-        bound = hook._bound
-        if bound is None or hook._generation != STATE.generation or STATE.pipeline is not pipeline:
-            continue
-        state = bound.state
-        found.append(
-            (f"circuit_breaker:{hook.name}", "healthy" if state == "closed" else "degraded", {"state": state})
-        )
-    return found
-
-
-HEALTH_SOURCES.append(_health)
