@@ -97,7 +97,7 @@ class _Bound:
         self.operations: dict[Key, _Action] = {}
 
 
-class Actions(Hook):
+class Actions(Hook[_Bound]):
     """The actions of one executor (a component that does things). Get it with :func:`otel_pipeline.actions`.
 
     >>> import otel_pipeline as op

@@ -86,7 +86,7 @@ class _Bound:
         self.recoveries = pipeline.registry.instrument(RECOVERIES).bind(attributes)
 
 
-class Checkpoint(Hook):
+class Checkpoint(Hook[_Bound]):
     """A named checkpoint (an offset, a job's progress). Get it with :func:`otel_pipeline.checkpoint`.
 
     >>> import otel_pipeline as op

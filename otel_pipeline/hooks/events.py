@@ -60,7 +60,7 @@ class _Bound:
         self.operations: dict[str, OutcomeOperation] = {}
 
 
-class Events(Hook):
+class Events(Hook[_Bound]):
     """The events of one source. Get it with :func:`otel_pipeline.events`.
 
     >>> import otel_pipeline as op

@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.registry import Adds, Instrument, Records
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
@@ -86,15 +87,25 @@ def known_methods(environ: MutableMapping[str, str] | None = None) -> frozenset[
     return methods or DEFAULT_KNOWN_METHODS
 
 
-class _Server(Hook):
+class _ServerState(NamedTuple):
+    """What the middlewares record into on one pipeline."""
+
+    duration: Instrument[Records]
+    active: Instrument[Adds]
+    tracer: HookTracer
+
+
+class _Server(Hook[_ServerState]):
     """The instruments every middleware in the process records into."""
 
     kind = "http server"
 
-    def _bind(self, pipeline: Pipeline) -> tuple[Any, Any, HookTracer]:
+    def _bind(self, pipeline: Pipeline) -> _ServerState:
         registry = pipeline.registry
         assert registry is not None
-        return registry.instrument(SERVER_DURATION), registry.instrument(ACTIVE), pipeline.tracer
+        return _ServerState(
+            registry.instrument(SERVER_DURATION), registry.instrument(ACTIVE), pipeline.tracer
+        )
 
 
 class _ServerRequest:
@@ -114,7 +125,7 @@ class _ServerRequest:
 
     def __init__(
         self,
-        bound: tuple[Any, Any, HookTracer],
+        bound: _ServerState,
         method: str,
         known: frozenset[str],
         scheme: str,
@@ -496,7 +507,7 @@ class _ClientCall(Operation):
 
     def __init__(
         self,
-        instrument: Any,
+        instrument: Instrument[Records],
         tracer: HookTracer,
         peer: str,
         method: str,
@@ -573,7 +584,14 @@ class _UnboundCall(Noop):
         return HttpRequest()
 
 
-class HttpClient(Hook):
+class _ClientState(NamedTuple):
+    """What an HTTP client hook records into on one pipeline."""
+
+    duration: Instrument[Records]
+    tracer: HookTracer
+
+
+class HttpClient(Hook[_ClientState]):
     """Calls to one dependency over HTTP. Get it with :func:`otel_pipeline.http_client`."""
 
     kind = "http client"
@@ -582,9 +600,9 @@ class HttpClient(Hook):
         super().__init__(name)
         self._known = known_methods()
 
-    def _bind(self, pipeline: Pipeline) -> tuple[Any, HookTracer]:
+    def _bind(self, pipeline: Pipeline) -> _ClientState:
         assert pipeline.registry is not None
-        return pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer)
+        return _ClientState(pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer))
 
     def request(self, method: str, url: str) -> TimedScope:
         """Time one request: ``with client.request("GET", url) as req: ...; req.status_code = 200``.

@@ -36,6 +36,7 @@ from otel_pipeline._internal.hook import (
     warn_names,
 )
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
+from otel_pipeline._internal.registry import Adds
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
@@ -221,7 +222,7 @@ class StageRun:
     #: How record-time warnings name it (with its stage name).
     kind: ClassVar[str] = "pipeline stage"
 
-    def __init__(self, pipeline: str, name: str, run: Run | None, items_series: Any) -> None:
+    def __init__(self, pipeline: str, name: str, run: Run | None, items_series: Adds | None) -> None:
         self.pipeline = pipeline
         self.name = name
         self.run = run
@@ -413,7 +414,7 @@ class _Bound:
         return op
 
 
-class PipelineHook(Hook):
+class PipelineHook(Hook[_Bound]):
     """The runs and stages of one named pipeline. Use :func:`otel_pipeline.pipeline`."""
 
     kind = "pipeline"
