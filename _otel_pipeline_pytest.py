@@ -15,7 +15,18 @@ import pytest
 if TYPE_CHECKING:
     from otel_pipeline.testing import Capture
 
-__all__ = ["otel_capture"]
+__all__ = ["otel_capture", "pytest_addoption"]
+
+STRICT_INI = "otel_pipeline_strict_internal_errors"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        STRICT_INI,
+        "otel_capture: an internal fault of otel_pipeline fails the test instead of being logged",
+        type="bool",
+        default=False,
+    )
 
 
 @pytest.fixture
@@ -26,10 +37,15 @@ def otel_capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
 
         @pytest.mark.parametrize("otel_capture", ["core", "sdk"], indirect=True)
         def test_both_modes(otel_capture): ...
+
+    With the ini option ``otel_pipeline_strict_internal_errors = true`` (or the option
+    ``strict_internal_errors=True``), an internal fault of otel_pipeline fails the test.
     """
     from otel_pipeline.testing import Capture
 
     param = getattr(request, "param", None)
     options: dict[str, Any] = {"instrument_mode": param} if isinstance(param, str) else dict(param or {})
+    if request.config.getini(STRICT_INI):
+        options.setdefault("strict_internal_errors", True)
     with Capture(**options) as capture:
         yield capture

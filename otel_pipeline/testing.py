@@ -24,10 +24,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_pipeline._internal import runtime
+from otel_pipeline._internal import boundary, runtime
+from otel_pipeline._internal.boundary import InternalError
 from otel_pipeline.config import Config
 
-__all__ = ["Capture"]
+__all__ = ["Capture", "InternalError"]
 
 
 class Capture:
@@ -36,9 +37,17 @@ class Capture:
     Options are those of :func:`otel_pipeline.configure` (the exporter is always in-memory, and
     ``OTEL_*`` variables are ignored). While it is current, ``configure()`` returns its pipeline
     and starts nothing, so code under test may call ``configure()`` as it does in production.
+
+    With ``strict_internal_errors=True``, an internal fault of otel_pipeline raises
+    :class:`InternalError` where it happens, and one swallowed on its way (in a thread, at
+    collection) raises when the capture ends, instead of being logged.
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, strict_internal_errors: bool = False, **options: Any) -> None:
+        #: Raise otel_pipeline's own internal faults (see :class:`InternalError`) instead of
+        #: logging them, while this capture is current: a bug of the package fails the test.
+        self.strict_internal_errors = strict_internal_errors
+        self._previous_strict: bool | None = None
         options.setdefault("service_name", "test")
         options["exporter"] = "none"
         self.config = Config.resolve({}, **options)
@@ -54,6 +63,9 @@ class Capture:
         self._previous: runtime.Pipeline | None = None
 
     def __enter__(self) -> Capture:
+        if self.strict_internal_errors:
+            boundary.take_faults()
+            self._previous_strict = boundary.set_strict(True)
         self._previous = runtime.install(self.pipeline)
         return self
 
@@ -62,6 +74,14 @@ class Capture:
     ) -> None:
         runtime.install(self._previous)
         self.pipeline.shutdown(timeout=5)
+        if self.strict_internal_errors:
+            boundary.set_strict(self._previous_strict)
+            faults = boundary.take_faults()
+            # A fault something swallowed on its way (the SDK around an observable callback, a
+            # thread) fails the test here; one that reached the test already failed it.
+            if faults and exc_type is None:
+                site, fault = faults[0]
+                raise InternalError(site) from fault
 
     # -- metrics --------------------------------------------------------------------------
 

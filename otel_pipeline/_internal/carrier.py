@@ -33,7 +33,8 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.boundary import application_error, internal_error
+from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.spans import (
     NO_SPAN,
     SPAN_KEY,
@@ -43,7 +44,7 @@ from otel_pipeline._internal.spans import (
     restore_context,
     use_context,
 )
-from otel_pipeline._internal.timed import Noop, Operation, Timed
+from otel_pipeline._internal.timed import Noop, Operation, Timed, bind_result
 
 __all__ = [
     "Batch",
@@ -128,17 +129,25 @@ def publish(
     Unsampled, no span is created: the current context (an unsampled parent, or the unsampled
     root drawn for this job) is written as it is, so the consumer stays unsampled.
     """
+    scope = NO_SPAN
     try:
-        scope = NO_SPAN
         if tracer.roots or (tracer.enabled and current_context().get(SPAN_KEY) is not None):
             scope = tracer.start(name, attributes, SpanKind.PRODUCER)
+    except Exception as exc:
+        internal_error(f"carrier:publish-span:{name}", exc)
+    try:
+        inject(carrier)
+    except Exception as exc:
+        if type(carrier) is dict:  # a plain dict takes any string: the fault is ours (or the propagator's)
+            internal_error(f"carrier:publish:{name}", exc)
+        else:  # the application's mapping refused it (read-only...)
+            message = "could not write the trace context of %s into its carrier"
+            application_error(f"carrier:publish:{name}", exc, message, name)
+    finally:  # also when strict mode raises: the span must not stay current
         try:
-            inject(carrier)
-        finally:
             scope.end()
-    except Exception:
-        warn_once(f"carrier:publish:{name}", "could not write the trace context of %s into its carrier", name)
-        logger.debug("carrier inject failure", exc_info=True)
+        except Exception as exc:
+            internal_error(f"carrier:publish-span:{name}", exc)
 
 
 # -- consumer ------------------------------------------------------------------------------------
@@ -213,9 +222,8 @@ def _read(carrier: object, context: Context) -> tuple[Any, Context]:
         if span is None or span is context.get(SPAN_KEY) or not span.get_span_context().is_valid:
             return None, extracted
         return span, extracted
-    except Exception:
-        warn_once("carrier:read", "a carrier could not be read; it was ignored")
-        logger.debug("carrier extract failure", exc_info=True)
+    except Exception as exc:  # the application's carrier (a mapping whose get or len raises, or its values)
+        application_error("carrier:read", exc, "a carrier could not be read; it was ignored")
         return None, context
 
 
@@ -316,11 +324,10 @@ class Continued(Timed):
             else:
                 for _ in range(self._jobs):
                     op.begin()
-        except Exception:
-            warn_once(f"begin:{op.span_name}", "%s failed to start recording", op.span_name)
-            logger.debug("begin failure", exc_info=True)
+        except Exception as exc:
+            self._failed_to_start(exc)
         self._start = perf_counter()
-        return op.result(self) if op._binds_result else self
+        return bind_result(op, self) if op._binds_result else self
 
     def _continue(self, tracer: HookTracer, op: Operation) -> Any:
         """The scope of a child of the job's context (that context made current), or as without one."""
@@ -377,9 +384,8 @@ class Batch(Continued):
             finally:
                 if self._scope is not NO_SPAN:
                     self._scope.end(exc, self.span_attributes)
-        except Exception:
-            warn_once(f"end:{op.span_name}", "%s failed to record", op.span_name)
-            logger.debug("end failure", exc_info=True)
+        except Exception as exc:
+            internal_error(f"end:{op.span_name}", exc, "%s failed to record", op.span_name)
 
 
 class NoopContinued(Noop):

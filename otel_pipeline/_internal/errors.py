@@ -1,20 +1,17 @@
-"""Internal fault handling: log once to the ``otel_pipeline`` logger, never raise into user code."""
+"""Warnings logged once to the ``otel_pipeline`` logger; internal faults go to ``boundary``."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-logger = logging.getLogger("otel_pipeline")
+from otel_pipeline._internal import boundary
+from otel_pipeline._internal.boundary import contained, logger
+
+__all__ = ["logger", "never_raises", "reset_warnings", "warn_once"]
 
 _seen: set[str] = set()
 _seen_lock = threading.Lock()
 _MAX_KEYS = 10_000
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def warn_once(key: str, message: str, *args: object) -> None:
@@ -27,27 +24,11 @@ def warn_once(key: str, message: str, *args: object) -> None:
 
 
 def reset_warnings() -> None:
-    """Forget which warnings were logged (tests)."""
+    """Forget which warnings and internal faults were logged (tests)."""
     with _seen_lock:
         _seen.clear()
+    boundary.reset()
 
 
-def never_raises(key: str) -> Callable[[F], F]:
-    """Decorate a record-time function so that an internal fault is logged once and swallowed."""
-
-    def decorate(function: F) -> F:
-        @functools.wraps(function)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return function(*args, **kwargs)
-            except Exception:  # instrumentation must never break the host program
-                with _seen_lock:
-                    first = key not in _seen
-                    _seen.add(key)
-                if first:
-                    logger.exception("internal error in %s; it is ignored", key)
-                return None
-
-        return guarded  # type: ignore[return-value]
-
-    return decorate
+#: The decorator of cold record-time functions (see :mod:`otel_pipeline._internal.boundary`).
+never_raises = contained

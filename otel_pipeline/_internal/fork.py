@@ -24,7 +24,7 @@ import uuid
 
 from opentelemetry.sdk.resources import Resource
 
-from otel_pipeline._internal import errors, group, runtime
+from otel_pipeline._internal import boundary, errors, group, runtime
 from otel_pipeline._internal.exemplars import TRACKER
 
 __all__ = ["register"]
@@ -36,6 +36,7 @@ def _in_child() -> None:
     # Locks held by other threads at fork time would never be released in the child.
     runtime._lock = threading.RLock()
     errors._seen_lock = threading.Lock()
+    boundary._lock = threading.Lock()
     TRACKER.active = 0
     TRACKER._lock = threading.Lock()
     pipeline = runtime.STATE.pipeline

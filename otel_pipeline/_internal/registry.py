@@ -30,7 +30,8 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.boundary import internal_error
+from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.series import (
     CounterSeries,
     GaugeSeries,
@@ -367,9 +368,10 @@ class Registry:
                     else:
                         drop_point(spec.name, value, attributes)
                 return found
-            except Exception:
-                warn_once(f"callback:{spec.name}", "observable %s: callback failed; skipped", spec.name)
-                logger.debug("callback failure", exc_info=True)
+            except Exception as exc:  # hooks contain the application's functions: this one is ours
+                internal_error(
+                    f"callback:{spec.name}", exc, "observable %s: callback failed; skipped", spec.name
+                )
                 return []
 
         create = {

@@ -11,6 +11,7 @@ raises ``TimeoutError`` instead (:class:`Deadline`, the same semantics as ``asyn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -18,10 +19,11 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from otel_pipeline._internal.errors import logger, warn_once
+from otel_pipeline._internal.boundary import internal_error, strict
+from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.spans import NO_SPAN, SPAN_KEY, HookTracer, current_context
 
-__all__ = ["Deadline", "Noop", "Operation", "Timed", "TimedScope", "decorate", "error_type"]
+__all__ = ["Deadline", "Noop", "Operation", "Timed", "TimedScope", "bind_result", "decorate", "error_type"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,6 +84,22 @@ class Operation:
         """What ``with ... as x`` binds; the timer itself by default."""
         return timed
 
+    def fallback(self, timed: Timed) -> Any:
+        """What ``with ... as x`` binds when :meth:`result` failed: what the hook binds when off.
+
+        An operation whose :meth:`result` is not the timer overrides it (the same type, inert).
+        """
+        return timed
+
+
+def bind_result(op: Operation, timed: Timed) -> Any:
+    """``op.result(timed)``; on an internal fault, ``op.fallback(timed)`` (never into user code)."""
+    try:
+        return op.result(timed)
+    except Exception as exc:
+        timed._failed_to_start(exc, "result")
+    return op.fallback(timed)
+
 
 class Timed:
     """One timed call of an :class:`Operation` (see module docs)."""
@@ -115,11 +133,20 @@ class Timed:
             if tracer.roots or (tracer.enabled and current_context().get(SPAN_KEY) is not None):
                 self._scope = tracer.start(op.span_name, op.span_attributes)
             op.begin()
-        except Exception:
-            warn_once(f"begin:{op.span_name}", "%s failed to start recording", op.span_name)
-            logger.debug("begin failure", exc_info=True)
+        except Exception as exc:
+            self._failed_to_start(exc)
         self._start = perf_counter()
-        return op.result(self) if op._binds_result else self
+        return bind_result(op, self) if op._binds_result else self
+
+    def _failed_to_start(self, exc: Exception, step: str = "begin") -> None:
+        """Log the fault of ``__enter__``; in strict mode end its span first (``__exit__`` won't run)."""
+        op = self._op
+        if strict():
+            scope, self._scope = self._scope, NO_SPAN
+            if scope is not NO_SPAN:
+                with contextlib.suppress(Exception):
+                    scope.end(exc)
+        internal_error(f"{step}:{op.span_name}", exc, "%s failed to start recording", op.span_name)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -133,9 +160,8 @@ class Timed:
                 scope = self._scope
                 if scope is not NO_SPAN:
                     scope.end(exc, self.span_attributes)
-        except Exception:
-            warn_once(f"end:{op.span_name}", "%s failed to record", op.span_name)
-            logger.debug("end failure", exc_info=True)
+        except Exception as exc:
+            internal_error(f"end:{op.span_name}", exc, "%s failed to record", op.span_name)
         # Returning None: the caller's exception, if any, propagates unchanged.
 
     async def __aenter__(self) -> Any:

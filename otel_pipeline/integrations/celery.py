@@ -33,8 +33,9 @@ from datetime import datetime, timezone
 from time import time
 from typing import Any
 
+from otel_pipeline._internal.boundary import contained
 from otel_pipeline._internal.carrier import inject
-from otel_pipeline._internal.errors import logger, never_raises, warn_once
+from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.timed import TimedScope
 from otel_pipeline.hooks.queue import Queue, finish_job, queue
 from otel_pipeline.integrations import _redis
@@ -191,7 +192,7 @@ def _connect(state: _Instrumentation) -> None:
 
 
 def _bound(state: _Instrumentation, handler: Callable[..., None]) -> Callable[..., None]:
-    guarded = never_raises(f"celery.{handler.__name__.strip('_')}")(handler)
+    guarded = contained(f"celery.{handler.__name__.strip('_')}")(handler)
 
     def receiver(*args: Any, **kwargs: Any) -> None:
         guarded(state, *args, **kwargs)

@@ -47,7 +47,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
-from otel_pipeline._internal.errors import logger, never_raises
+from otel_pipeline._internal.boundary import contained, internal_error
 from otel_pipeline._internal.hook import check_name, get_hook, state_on
 from otel_pipeline._internal.outcomes import OutcomeSeries, failure_attributes
 from otel_pipeline._internal.registry import Registry
@@ -115,7 +115,7 @@ class _Record:
         assert isinstance(executor, ThreadPoolExecutor)
         return len(executor._threads)
 
-    @never_raises("instrument_executor:workers")
+    @contained("instrument_executor:workers")
     def report_workers(self) -> None:
         """Bring ``queue.workers`` of the current pipeline in line with the pool now."""
         pipeline = STATE.pipeline
@@ -233,7 +233,7 @@ class _ThreadCall:
             otel_context.detach(token)
 
 
-@never_raises("instrument_executor:start")
+@contained("instrument_executor:start")
 def _started(record: _Record) -> None:
     with record.lock:
         record.pending -= 1
@@ -241,13 +241,13 @@ def _started(record: _Record) -> None:
     record.report_workers()
 
 
-@never_raises("instrument_executor:end")
+@contained("instrument_executor:end")
 def _ended(record: _Record) -> None:
     record.add_running(-1)
     record.report_workers()
 
 
-@never_raises("instrument_executor:cancelled")
+@contained("instrument_executor:cancelled")
 def _thread_job_done(record: _Record, future: Future[Any]) -> None:
     if future.cancelled():  # it never started: it leaves the queue uncounted
         record.add_pending(-1)
@@ -270,7 +270,7 @@ def _thread_submit(record: _Record, original: Callable[..., Future[Any]]) -> Cal
     return submit
 
 
-@never_raises("instrument_executor:submit")
+@contained("instrument_executor:submit")
 def _submitted(record: _Record) -> None:
     # Workers are reported again only if submit() started one (a thread can run its first job
     # before the pool lists it, so the job's own start may not have seen it).
@@ -324,7 +324,7 @@ class _ProcessCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Result:
         started_at, start = time(), perf_counter()
-        token = otel_context.attach(propagate.extract(self.carrier))
+        token = _attach_carrier(self.carrier)
         try:
             scope = _child_span(self.name)
             try:
@@ -341,10 +341,17 @@ class _ProcessCall:
             _end_span(scope, None)
             return _Result(value, started_at, duration)
         finally:
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
 
 
-@never_raises("instrument_executor:child-span")
+@contained("instrument_executor:extract")
+def _attach_carrier(carrier: dict[str, str]) -> Any:
+    """In the worker process: make the submitter's trace context current (None: it could not be)."""
+    return otel_context.attach(propagate.extract(carrier))
+
+
+@contained("instrument_executor:child-span")
 def _child_span(name: str) -> Any:
     """The job's span in the worker process (only the span: its metrics are recorded by the submitter)."""
     pipeline = STATE.pipeline
@@ -353,7 +360,7 @@ def _child_span(name: str) -> Any:
     return pipeline.tracer.start(f"queue.process {name}", {queue_hook.NAME: name})
 
 
-@never_raises("instrument_executor:child-span-end")
+@contained("instrument_executor:child-span-end")
 def _end_span(scope: Any, error: BaseException | None) -> None:
     if scope is not None:
         scope.end(error)
@@ -397,7 +404,7 @@ class _ProcessJob:
         self.done = False
 
 
-@never_raises("instrument_executor:dispatched")
+@contained("instrument_executor:dispatched")
 def _dispatched(job: _ProcessJob) -> None:
     record = job.record
     with record.lock:
@@ -413,7 +420,7 @@ def _dispatched(job: _ProcessJob) -> None:
     record.report_workers()
 
 
-@never_raises("instrument_executor:finished")
+@contained("instrument_executor:finished")
 def _finished(job: _ProcessJob, future: Future[Any]) -> None:
     """The job's future completed (or was cancelled): record it once, in this process."""
     record = job.record
@@ -494,8 +501,8 @@ def _process_submit(record: _Record, original: Callable[..., Future[Any]]) -> Ca
         context = otel_context.get_current()
         try:
             propagate.inject(carrier, context)
-        except Exception:  # pragma: no cover - a broken propagator
-            logger.debug("trace context injection failed", exc_info=True)
+        except Exception as exc:  # the job runs, without the submitter's trace context
+            internal_error("instrument_executor:inject", exc)
         job = _ProcessJob(record, context, time())
         record.add_pending(1)
         try:
@@ -510,6 +517,7 @@ def _process_submit(record: _Record, original: Callable[..., Future[Any]]) -> Ca
     return submit
 
 
+@contained("instrument_executor:adopt")
 def _adopt(future: Future[Any], job: _ProcessJob) -> None:
     """Make ``future`` a :class:`_ProcessFuture`; catch up with what the pool did to it meanwhile.
 

@@ -32,7 +32,8 @@ from typing import Any
 from opentelemetry import trace
 
 from otel_pipeline._internal import runtime
-from otel_pipeline._internal.errors import logger, never_raises, warn_once
+from otel_pipeline._internal.boundary import application_error, contained
+from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.timed import TimedScope
 from otel_pipeline.hooks.queue import Queue, finish_job, queue
 from otel_pipeline.integrations import _redis
@@ -140,7 +141,7 @@ def uninstrument_rq() -> bool:
 
 def _patch(state: _Instrumentation, cls: type, name: str, wrapper: Callable[..., Any]) -> None:
     original = cls.__dict__[name]
-    guard = never_raises(f"rq.{name}")
+    guard = contained(f"rq.{name}")
 
     def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
         return wrapper(state, guard, original, self, *args, **kwargs)
@@ -219,9 +220,12 @@ def _finishing(state: _Instrumentation, job: Any, scope: TimedScope, hook: Queue
         status, retries_left, retries = job.connection.hmget(
             job.key, ["status", "retries_left", "number_of_retries"]
         )
-    except Exception:
+    except Exception as exc:  # Redis did not answer: not a fault of ours
         finish_job(scope, outcome="unknown")
-        raise
+        application_error(
+            "rq.job-status", exc, "could not read an RQ job's status from Redis: outcome unknown"
+        )
+        return
     after = [_int(retries_left), _int(retries)]
     status = status.decode() if isinstance(status, bytes) else status
     if after != [_int(before[0]), _int(before[1])] and status != "failed":
@@ -337,11 +341,15 @@ def _opening(state: _Instrumentation, worker: Any) -> None:
 
 
 def _register_death(state: _Instrumentation, guard: Any, original: Any, worker: Any) -> Any:
+    guard(_closing)(state, worker)
+    return original(worker)
+
+
+def _closing(state: _Instrumentation, worker: Any) -> None:
     with state.lock:
         scopes = state.workers.pop(id(worker), [])
     for scope in scopes:
         scope.__exit__(None, None, None)
-    return original(worker)
 
 
 def _timestamp(value: Any) -> float | None:

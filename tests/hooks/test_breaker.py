@@ -174,6 +174,7 @@ def test_instrument_pybreaker_bad_arguments() -> None:
         op.instrument_pybreaker(pybreaker.CircuitBreaker())
 
 
+@pytest.mark.contains_internal_errors
 def test_a_failing_hook_never_raises_into_pybreaker(
     capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

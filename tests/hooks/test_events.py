@@ -199,6 +199,7 @@ async def test_not_configured_is_a_noop_and_decorations_record_once_configured()
         assert capture.value("events.processed", OK) == 2
 
 
+@pytest.mark.contains_internal_errors
 def test_a_recording_fault_never_reaches_the_caller(
     capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -260,6 +260,7 @@ def test_threads_producing_and_consuming(capture: Capture) -> None:
     assert capture.value("queue.depth", JOBS) == 0
 
 
+@pytest.mark.contains_internal_errors
 def test_a_recording_fault_never_breaks_the_queue(
     capture: Capture,
     jobs: queue.Queue[Any],

@@ -725,6 +725,7 @@ def test_batch_functions_in_decorators(mode: str, caplog: pytest.LogCaptureFixtu
     assert "a carrier that is not a mapping (function) was ignored" in caplog.text
 
 
+@pytest.mark.contains_internal_errors
 def test_a_fault_while_recording_is_logged_and_not_raised(
     traced: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
