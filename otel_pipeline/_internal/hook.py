@@ -35,6 +35,7 @@ from typing import TypeVar as _TypeVar
 
 from typing_extensions import TypeVar
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import AttributeValue, Registry
 from otel_pipeline._internal.routes import HEALTH_SOURCES
@@ -144,14 +145,8 @@ class Hook(Generic[S]):
         if pipeline is not None and pipeline.enabled and pipeline.registry is not None:
             try:
                 bound = self._state_on(pipeline, pipeline.registry)
-            except Exception:
-                warn_once(
-                    f"bind:{self.kind}:{self.name}",
-                    "%s %r could not bind",
-                    self.kind,
-                    self.name,
-                )
-                logger.debug("bind failure", exc_info=True)
+            except Exception as exc:
+                internal_error(f"bind:{self.kind}", exc, "%s %r could not bind", self.kind, self.name)
         with _HOOKS_LOCK:
             # Threads that raced here all use the first bind: hooks keep per-pipeline state on it.
             if generation > self._generation:
@@ -159,6 +154,13 @@ class Hook(Generic[S]):
                 self._generation = generation
         if bound is not None and pipeline is not None:
             _release_at_shutdown(pipeline)
+
+    def _bind_now(self) -> None:
+        """Bind to the current pipeline now (a hook given something to report); never raises."""
+        try:
+            self._current()
+        except Exception as exc:
+            internal_error(f"{self.kind}.bind", exc)
 
     def _state_on(self, pipeline: Pipeline, registry: Registry) -> S:
         """The state of this hook on ``registry`` (``pipeline``'s): bound the first time, then the same."""
@@ -231,15 +233,15 @@ def _walker(
         for hook, state in bound:
             try:
                 found.extend(getattr(hook, method)(state))
-            except Exception:
-                warn_once(
-                    f"observe:{spec.name}:{hook.name}",
+            except Exception as exc:  # the application's functions are contained where they are called
+                internal_error(
+                    f"observe:{spec.name}",
+                    exc,
                     "%s %r: reading %s failed; skipped",
                     hook.kind,
                     hook.name,
                     spec.name,
                 )
-                logger.debug("observation failure", exc_info=True)
         return found
 
     return observe
@@ -270,8 +272,10 @@ def _bind_at_install(pipeline: Pipeline) -> None:
     for cls in hook_kinds():
         try:
             cls._installed(pipeline)
-        except Exception:
-            logger.exception("binding the %s hooks to the new pipeline failed", cls.kind)
+        except Exception as exc:
+            internal_error(
+                f"install:{cls.kind}", exc, "binding the %s hooks to the new pipeline failed", cls.kind
+            )
 
 
 ON_INSTALL.append(_bind_at_install)

@@ -18,6 +18,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, cast
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
 from otel_pipeline._internal.hook import Health, Hook, check_name, get_hook
@@ -171,9 +172,12 @@ class CircuitBreaker(Hook[_Bound]):
         name = _state_name(self, state)
         if name is None:
             return
-        bound = self._current()
-        if bound is not None:
-            bound.move_to(name)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.move_to(name)
+        except Exception as exc:
+            internal_error("circuit_breaker.record_state", exc)
 
     def success(self) -> None:
         """Count a call that went through and succeeded."""
@@ -188,9 +192,12 @@ class CircuitBreaker(Hook[_Bound]):
         self._count("rejected")
 
     def _count(self, outcome: str) -> None:
-        bound = self._current()
-        if bound is not None:
-            bound.calls[outcome].add(1)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.calls[outcome].add(1)
+        except Exception as exc:
+            internal_error(f"circuit_breaker.{outcome}", exc)
 
     def pybreaker_listener(self) -> pybreaker.CircuitBreakerListener:
         """A ``pybreaker.CircuitBreakerListener`` reporting state changes, successes and failures here.

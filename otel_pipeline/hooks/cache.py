@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
@@ -197,9 +198,12 @@ class Cache(Hook[_State]):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "hit", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.count(count, 0)
+        try:
+            state = self._current()
+            if state is not None:
+                state.count(count, 0)
+        except Exception as exc:
+            internal_error("cache.hit", exc)
 
     def miss(self, count: int = 1) -> None:
         """Count ``count`` lookups that did not find their entry."""
@@ -207,9 +211,12 @@ class Cache(Hook[_State]):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "miss", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.count(0, count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.count(0, count)
+        except Exception as exc:
+            internal_error("cache.miss", exc)
 
     def evicted(self, count: int = 1) -> None:
         """Count ``count`` entries removed to make room (or expired)."""
@@ -217,9 +224,12 @@ class Cache(Hook[_State]):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "evicted", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.evictions.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.evictions.add(count)
+        except Exception as exc:
+            internal_error("cache.evicted", exc)
 
     def set_size(
         self, *, entries: float | None = None, bytes: float | None = None, max_entries: float | None = None
@@ -241,9 +251,12 @@ class Cache(Hook[_State]):
                     given[key] = exact
         for key in given:
             self._observed.pop(key, None)
-        state = self._current()
-        if state is not None:
-            state.sizes.update(given)
+        try:
+            state = self._current()
+            if state is not None:
+                state.sizes.update(given)
+        except Exception as exc:
+            internal_error("cache.set_size", exc)
 
     def observe_size(
         self,
@@ -271,10 +284,13 @@ class Cache(Hook[_State]):
                     f"got {type(function).__name__} {safe_repr(function)}"
                 )
         self._observed.update(given)
-        state = self._current()
-        if state is not None:
-            for key in given:
-                state.sizes.pop(key, None)
+        try:
+            state = self._current()
+            if state is not None:
+                for key in given:
+                    state.sizes.pop(key, None)
+        except Exception as exc:
+            internal_error("cache.observe_size", exc)
 
     def wrap(self, function: F) -> F:
         """Instrument ``function``, a ``functools.lru_cache`` or anything with ``cache_info()``.
@@ -301,16 +317,20 @@ class Cache(Hook[_State]):
             state = registry.hook_states.get(self)
             if state is not None:
                 state.track(source)
-        self._current()  # bind now, so the configured pipeline reports it
+        self._bind_now()  # so that the configured pipeline reports it
         hook = self
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            hook._current()  # binds the cache to a pipeline configured since, so it is reported
+            hook._bind_now()  # to a pipeline configured since, so that it is reported
             return function(*args, **kwargs)
 
         def cache_clear() -> None:
-            state = hook._current()
+            try:
+                state = hook._current()
+            except Exception as exc:
+                internal_error("cache.cache_clear", exc)
+                state = None
             if state is None:
                 source.clear()
             else:

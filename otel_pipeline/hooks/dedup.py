@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
 from otel_pipeline._internal.registry import Registry
@@ -86,14 +87,17 @@ class Dedup(Hook[_State]):
         if duplicate is not True and duplicate is not False:
             flag(self, "check", "duplicate", duplicate, NOT_RECORDED)
             return duplicate
-        state = self._current()
-        if state is not None:
-            state.checks.add(1)
-            if duplicate:
-                state.duplicates.add(1)
-            with state.lock:
-                state.totals[0] += 1
-                state.totals[1] += duplicate
+        try:
+            state = self._current()
+            if state is not None:
+                state.checks.add(1)
+                if duplicate:
+                    state.duplicates.add(1)
+                with state.lock:
+                    state.totals[0] += 1
+                    state.totals[1] += duplicate
+        except Exception as exc:
+            internal_error("dedup.check", exc)
         return duplicate
 
 

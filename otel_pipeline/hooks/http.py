@@ -28,6 +28,7 @@ from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
@@ -187,9 +188,8 @@ class _ServerRequest:
                 if error is None and failed is not None:
                     span.set_status(Status(StatusCode.ERROR))
             self._scope.end(error)
-        except Exception:
-            warn_once("http:server:finish", "recording an HTTP request failed")
-            logger.debug("http finish failure", exc_info=True)
+        except Exception as exc:
+            internal_error("http:server:finish", exc, "recording an HTTP request failed")
         finally:
             otel_context.detach(token)
 
@@ -204,14 +204,13 @@ def _start(
     known: frozenset[str],
 ) -> _ServerRequest | None:
     """A started request, or None when instrumentation is off or fails (the app runs regardless)."""
-    bound = get_hook(_Server, "server")._current()
-    if bound is None:
-        return None
     try:
+        bound = get_hook(_Server, "server")._current()
+        if bound is None:
+            return None
         return _ServerRequest(bound, method, known, scheme, path, protocol, carrier, getter)
-    except Exception:
-        warn_once("http:server:start", "starting to record an HTTP request failed")
-        logger.debug("http start failure", exc_info=True)
+    except Exception as exc:
+        internal_error("http:server:start", exc, "starting to record an HTTP request failed")
         return None
 
 
@@ -547,8 +546,15 @@ class _ClientCall(Operation):
 
     def result(self, timed: Timed) -> HttpRequest:
         request = HttpRequest()
-        propagate.inject(request.headers)
         timed.extra = request
+        propagate.inject(request.headers)
+        return request
+
+    def fallback(self, timed: Timed) -> HttpRequest:
+        """What the block binds when :meth:`result` failed: the request, without trace headers."""
+        request: HttpRequest | None = timed.extra
+        if request is None:
+            request = timed.extra = HttpRequest()
         return request
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
@@ -616,12 +622,16 @@ class HttpClient(Hook[_ClientState]):
         method = label(self, "request", "method", method, placeholder="_OTHER")  # as unknown methods are
         if type(url) is not str:
             url = _bad_url(self, url)
-        bound = self._current()
         factory = lambda: self.request(method, url)  # noqa: E731
-        if bound is None:
-            return _UnboundCall(factory)
-        instrument, tracer = bound
-        return Timed(_ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory))
+        try:
+            bound = self._current()
+            if bound is not None:
+                instrument, tracer = bound
+                call = _ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory)
+                return Timed(call)
+        except Exception as exc:
+            internal_error("http_client.request", exc)
+        return _UnboundCall(factory)
 
 
 def _bad_url(hook: HttpClient, url: object) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
@@ -217,8 +218,13 @@ class ConnectionPool(Hook[_Bound]):
 
     def connection(self) -> TimedScope:
         """One connection in use: ``with pool.connection(): ...`` (also ``async with``, or a decorator)."""
-        bound = self._current()
-        return Noop(self.connection) if bound is None else Timed(bound.use)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.use)
+        except Exception as exc:
+            internal_error("connection_pool.connection", exc)
+        return Noop(self.connection)
 
     def waiting(self) -> TimedScope:
         """Waiting for a connection: ``with pool.waiting(): conn = real_pool.get()``.
@@ -226,14 +232,22 @@ class ConnectionPool(Hook[_Bound]):
         Pending while the block runs; its duration is the wait time when it succeeds. A
         ``TimeoutError`` leaving the block counts a timeout (and is re-raised).
         """
-        bound = self._current()
-        return Noop(self.waiting) if bound is None else Timed(bound.wait)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.wait)
+        except Exception as exc:
+            internal_error("connection_pool.waiting", exc)
+        return Noop(self.waiting)
 
     def timeout(self) -> None:
         """Count one timeout obtaining a connection (for libraries with their own timeout error)."""
-        bound = self._current()
-        if bound is not None:
-            bound.timeouts.add(1)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.timeouts.add(1)
+        except Exception as exc:
+            internal_error("connection_pool.timeout", exc)
 
     def observe(
         self, *, idle: Reading | None = None, used: Reading | None = None, pending: Reading | None = None
@@ -256,7 +270,7 @@ class ConnectionPool(Hook[_Bound]):
                     f"got {type(function).__name__}"
                 )
         self._readings = {key: function for key, function in readings.items() if function is not None}
-        self._current()
+        self._bind_now()
 
     def _read(self, key: str, fallback: float) -> float | None:
         function = self._readings.get(key)

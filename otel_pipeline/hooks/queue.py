@@ -28,6 +28,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
@@ -529,10 +530,13 @@ class Queue(Hook[_State]):
         if job_type is not None or carrier is not None:
             self._enqueued(count, key, job_type, carrier)
             return
-        state = self._current()
-        if state is not None:
-            state.lane(self, key).enqueued.add(count)
-            state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.lane(self, key).enqueued.add(count)
+                state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.enqueued", exc)
 
     def _enqueued(
         self, count: int, priority: str | None, job_type: str | None, carrier: MutableMapping[str, str] | None
@@ -551,8 +555,10 @@ class Queue(Hook[_State]):
                 "the job is counted, no trace context is written",
             )
             carrier = None
-        state = self._current()
-        if state is not None:
+        try:
+            state = self._current()
+            if state is None:
+                return
             lane = (
                 state.lane(self, priority) if job_type is None else state.typed_lane(self, priority, job_type)
             )
@@ -560,6 +566,8 @@ class Queue(Hook[_State]):
             state.depth.add(count)
             if carrier is not None:
                 publish(state.pipeline.tracer, lane.send_name, lane.send_attributes, carrier)
+        except Exception as exc:
+            internal_error("queue.enqueued", exc)
 
     def dequeued(
         self, count: int = 1, *, enqueued_at: float | None = None, priority: str | int | None = None
@@ -579,13 +587,17 @@ class Queue(Hook[_State]):
         self._dequeued(count, _priority(self, "dequeued", priority), _waited(self, "dequeued", enqueued_at))
 
     def _dequeued(self, count: float, priority: str | None, wait: float | None) -> None:
-        state = self._current()
-        if state is not None:
+        try:
+            state = self._current()
+            if state is None:
+                return
             lane = state.lane(self, priority)
             lane.dequeued.add(count)
             state.depth.add(-count)
             if wait is not None:
                 lane.wait_time.record(wait)
+        except Exception as exc:
+            internal_error("queue.dequeued", exc)
 
     def processing(
         self,
@@ -618,39 +630,47 @@ class Queue(Hook[_State]):
         >>> send("ada@example.com")
         'ada@example.com'
         """
-        # _current(), inline: this runs once per job.
-        if self._generation != STATE.generation:
-            self._refresh()
-        state = self._bound
-        if job_type is not None or carrier is not None or carriers is not None:
-            return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
-        if state is None:
-            if job_id is not None:
-                identifier(self, "processing", "job_id", job_id)
-            if enqueued_at is not None:
-                _waited(self, "processing", enqueued_at)
+        try:
+            # _current(), inline: this runs once per job.
+            if self._generation != STATE.generation:
+                self._refresh()
+            state = self._bound
+            if job_type is not None or carrier is not None or carriers is not None:
+                return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
+            if state is None:
+                if job_id is not None:
+                    identifier(self, "processing", "job_id", job_id)
+                if enqueued_at is not None:
+                    _waited(self, "processing", enqueued_at)
+                if priority is None:
+                    return Noop(self.processing)
+                key = _priority(self, "processing", priority)
+                return Noop(
+                    self.processing if key is None else functools.partial(self.processing, priority=key)
+                )
             if priority is None:
-                return Noop(self.processing)
-            key = _priority(self, "processing", priority)
-            return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
-        if priority is None:
-            lane = state.plain
-        else:
-            found = state.lanes.get(priority) if type(priority) is str else None
-            lane = found if found is not None else state.lane(self, _priority(self, "processing", priority))
-        if enqueued_at is not None:
-            wait = _waited(self, "processing", enqueued_at)
-            if wait is not None:
-                lane.wait_time.record(wait)
-        if self._carries_items and (item := taken(self)) is not None:
-            timed: Timed = Continued(lane.processing, (item,))
-        else:
-            timed = Timed(lane.processing)
-        if job_id is not None:
-            job = identifier(self, "processing", "job_id", job_id)
-            if job is not None:
-                timed.span_attributes = {"queue.job.id": job}
-        return timed
+                lane = state.plain
+            else:
+                found = state.lanes.get(priority) if type(priority) is str else None
+                lane = (
+                    found if found is not None else state.lane(self, _priority(self, "processing", priority))
+                )
+            if enqueued_at is not None:
+                wait = _waited(self, "processing", enqueued_at)
+                if wait is not None:
+                    lane.wait_time.record(wait)
+            if self._carries_items and (item := taken(self)) is not None:
+                timed: Timed = Continued(lane.processing, (item,))
+            else:
+                timed = Timed(lane.processing)
+            if job_id is not None:
+                job = identifier(self, "processing", "job_id", job_id)
+                if job is not None:
+                    timed.span_attributes = {"queue.job.id": job}
+            return timed
+        except Exception as exc:
+            internal_error("queue.processing", exc)
+            return Noop(self.processing)
 
     def _processing(
         self,
@@ -699,11 +719,14 @@ class Queue(Hook[_State]):
         back = requeued is True or flag(
             self, "retried", "requeued", requeued, "the retry is counted, the depth left as it is"
         )
-        state = self._current()
-        if state is not None:
-            state.retried.add(count)
-            if back:
-                state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.retried.add(count)
+                if back:
+                    state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.retried", exc)
 
     def dead_lettered(self, count: int = 1, *, reason: str = "unknown", job_type: str | None = None) -> None:
         """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality).
@@ -717,10 +740,13 @@ class Queue(Hook[_State]):
         reason = label(self, "dead_lettered", "reason", reason)
         if job_type is not None:
             job_type = label(self, "dead_lettered", "job_type", job_type)
-        state = self._current()
-        if state is not None:
-            state.dead_letter_series(self, reason, job_type).add(count)
-            state.dead_letter_depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.dead_letter_series(self, reason, job_type).add(count)
+                state.dead_letter_depth.add(count)
+        except Exception as exc:
+            internal_error("queue.dead_lettered", exc)
 
     def replayed(self, count: int = 1) -> None:
         """Count ``count`` jobs moved from the dead-letter queue back onto the queue."""
@@ -728,11 +754,14 @@ class Queue(Hook[_State]):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "replayed", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.replayed.add(count)
-            state.dead_letter_depth.add(-count)
-            state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.replayed.add(count)
+                state.dead_letter_depth.add(-count)
+                state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.replayed", exc)
 
     def worker(self) -> TimedScope:
         """A worker's lifetime (``with``, ``async with`` or a decorator): idle, active while processing.
@@ -745,8 +774,12 @@ class Queue(Hook[_State]):
         ...     with q.processing():
         ...         pass
         """
-        state = self._current()
-        return Noop(self.worker) if state is None else Timed(state.worker)
+        try:
+            state = self._current()
+            return Noop(self.worker) if state is None else Timed(state.worker)
+        except Exception as exc:
+            internal_error("queue.worker", exc)
+            return Noop(self.worker)
 
     # -- observed values ----------------------------------------------------------------------
 
@@ -786,7 +819,7 @@ class Queue(Hook[_State]):
         >>> op.queue("emails").observe_depth(lambda: len(backlog))
         """
         self._depth_function = _observer("observe_depth", function)
-        self._current()  # bind now, so the configured pipeline reports it
+        self._bind_now()  # so that the configured pipeline reports it
 
     def observe_dead_letter_depth(self, function: Callable[[], float | None] | None) -> None:
         """Read the dead-letter depth with ``function`` at each collection (None: track it again).
@@ -795,7 +828,7 @@ class Queue(Hook[_State]):
         >>> op.queue("emails").observe_dead_letter_depth(lambda: 0)
         """
         self._dead_letter_function = _observer("observe_dead_letter_depth", function)
-        self._current()
+        self._bind_now()
 
     def observe_oldest_age(self, function: Callable[[], float | None] | None) -> None:
         """Read ``queue.oldest_job.age`` with ``function`` at each collection (None: stop).
@@ -810,7 +843,7 @@ class Queue(Hook[_State]):
         >>> op.queue("emails").observe_oldest_age(lambda: time.time() - min(waiting) if waiting else 0.0)
         """
         self._oldest_age_function = _observer("observe_oldest_age", function)
-        self._current()
+        self._bind_now()
 
     @property
     def system(self) -> str | None:
@@ -828,12 +861,15 @@ class Queue(Hook[_State]):
         with self._states_lock:
             self._system = system
             # States made later read self._system; the one of the current pipeline is updated here.
-            state = self._current()
-            for lane in [] if state is None else [*state.lanes.values(), *state.typed_lanes.values()]:
-                for attributes in (lane.processing.span_attributes, lane.send_attributes):
-                    attributes.pop(SYSTEM, None)
-                    if system is not None:
-                        attributes[SYSTEM] = system
+            try:
+                state = self._current()
+                for lane in [] if state is None else [*state.lanes.values(), *state.typed_lanes.values()]:
+                    for attributes in (lane.processing.span_attributes, lane.send_attributes):
+                        attributes.pop(SYSTEM, None)
+                        if system is not None:
+                            attributes[SYSTEM] = system
+            except Exception as exc:
+                internal_error("queue.set_system", exc)
 
     @property
     def capacity(self) -> float | None:
@@ -851,7 +887,7 @@ class Queue(Hook[_State]):
             if capacity == 0:
                 raise ValueError("otel_pipeline: capacity=0 is not valid; use a number > 0, or None")
         self._capacity = capacity
-        self._current()
+        self._bind_now()
 
 
 def queue(name: str, *, capacity: float | None = None) -> Queue:
