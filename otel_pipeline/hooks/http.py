@@ -16,6 +16,7 @@ request, continuing the caller's trace from its W3C ``traceparent`` header) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
@@ -150,11 +151,16 @@ class _ServerRequest:
         self._token: Any = otel_context.attach(propagate.extract(carrier, getter=getter))
         try:
             self._scope = tracer.start(name, attributes, kind=SpanKind.SERVER)
+            try:
+                self._active = active.bind({METHOD: self._method, "url.scheme": scheme})
+                self._active.add(1)
+            except Exception as exc:  # no request recorded: its span must not stay open and current
+                with contextlib.suppress(Exception):
+                    self._scope.end(exc)
+                raise
         except Exception:
             otel_context.detach(self._token)
             raise
-        self._active = active.bind({METHOD: self._method, "url.scheme": scheme})
-        self._active.add(1)
         self._start = perf_counter()
 
     def finish(self, error: BaseException | None, route: str | None) -> None:

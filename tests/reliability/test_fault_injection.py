@@ -212,12 +212,6 @@ FAULT_ENTRIES: dict[str, Entry] = {
 AWAITING_BASE_MIGRATION: set[str] = set(
     [
         "record_state",
-        "WSGI status",
-        "WSGI route",
-        "WSGI REQUEST_METHOD",
-        "WSGI PATH_INFO",
-        "WSGI SERVER_PROTOCOL",
-        "WSGI HTTP_TRACEPARENT",
         "@stage()",
     ]
 )
