@@ -136,6 +136,8 @@ class Actions(Hook[_Bound]):
         TimeoutError: actions.execute notifier push: no result within its timeout of 0.01 s
         """
         key = _key(action, timeout)
+        if timeout is not None:
+            check_timeout(timeout)  # a bad timeout changes what the call does: it raises, as an option does
         try:
             bound = self._current()
             if bound is not None:
