@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from otel_pipeline._internal import strict_json
-from otel_pipeline._internal.runtime import ON_INSTALL, SCOPE_NAME, Pipeline, current
+from otel_pipeline._internal.runtime import SCOPE_NAME, Pipeline, current
 
 __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summary"]
 
@@ -98,7 +98,7 @@ _final: dict[str, Any] | None = None
 _watched: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
-def _watch(pipeline: Pipeline | None) -> None:
+def keep_final_at_shutdown(pipeline: Pipeline | None) -> None:
     """On install: take a configured pipeline's final summary first thing when it shuts down."""
     global _final
     if pipeline is None or pipeline.captured:
@@ -119,9 +119,6 @@ def _forget_final() -> None:
     """Forget the final summary kept at the last shutdown (for tests)."""
     global _final
     _final = None
-
-
-ON_INSTALL.append(_watch)
 
 
 def _report(pipeline: Pipeline | None, data: MetricsData | None) -> dict[str, Any]:

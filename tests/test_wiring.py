@@ -11,11 +11,13 @@ import pytest
 import otel_pipeline as op
 from otel_pipeline import _wiring
 from otel_pipeline._internal import runtime
+from otel_pipeline._internal.hook import bind_at_install, hook_health
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.server import MetricsServer, json_response
 from otel_pipeline._internal.wiring import Wiring
 from otel_pipeline.config import Config
-from otel_pipeline.hooks import breaker, health
+from otel_pipeline.hooks import health
+from otel_pipeline.summary import keep_final_at_shutdown
 from tests.support.http import request
 
 
@@ -37,7 +39,8 @@ def build() -> Iterator[Any]:
 
 def test_the_package_wires_the_hooks_health_sources_and_the_stats_routes() -> None:
     wiring = runtime.DEFAULT_WIRING
-    assert wiring.health_sources == (breaker._health, health.health_components)
+    assert wiring.health_sources == (hook_health, health.health_components)
+    assert wiring.on_install == (keep_final_at_shutdown, bind_at_install)
     assert len(wiring.route_installers) == 1
     assert _wiring.default_wiring().health_sources == wiring.health_sources
 

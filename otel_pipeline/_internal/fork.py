@@ -51,7 +51,9 @@ def _in_child() -> None:
             "process.pid": os.getpid(),
         }
         resource = pipeline.resource.merge(Resource(identity)) if pipeline.resource is not None else None
-        fresh = runtime.build_pipeline(pipeline.config, serve=False, resource=resource, forked=True)
+        fresh = runtime.build_pipeline(
+            pipeline.config, serve=False, resource=resource, forked=True, wiring=pipeline.wiring
+        )
     except Exception:
         errors.logger.exception("could not rebuild the pipeline in a forked child")
         runtime.install(None)

@@ -6,7 +6,9 @@
   the core is tested against, point for point.
 
 Both give ``bind(attributes)`` a series with ``add`` / ``set`` / ``record``; observable metrics
-go through the SDK's observable instruments in both modes.
+go through the SDK's observable instruments in both modes. :meth:`Registry.instrument` is typed
+by the spec's kind (see ``spec.SumSpec``...): the series of a counter has ``add`` only, a
+histogram's ``record``, a gauge's ``set`` (typing only: the objects are the same).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from threading import Lock
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics._internal.exemplar import Exemplar
@@ -38,10 +40,21 @@ from otel_pipeline._internal.series import (
     SumSeries,
     UpDownCounterSeries,
 )
-from otel_pipeline._internal.spec import Kind, MetricSpec
+from otel_pipeline._internal.spec import GaugeSpec, HistogramSpec, Kind, MetricSpec, SumSpec
 from otel_pipeline._internal.validation import INT64_MAX, INT64_MIN, drop_point, exportable, finite
 
-__all__ = ["CoreInstrument", "Instrument", "Observed", "Registry", "SdkInstrument", "attribute_key"]
+__all__ = [
+    "Adds",
+    "CoreInstrument",
+    "Instrument",
+    "Observed",
+    "Records",
+    "Registry",
+    "SdkInstrument",
+    "Series",
+    "Sets",
+    "attribute_key",
+]
 
 AttributeValue = str | bool | int | float
 Observed = Iterable[tuple[float, Mapping[str, AttributeValue]]]
@@ -54,22 +67,40 @@ def attribute_key(attributes: Mapping[str, Any]) -> tuple[tuple[str, str, Any], 
     return tuple(sorted((k, type(v).__name__, v) for k, v in attributes.items()))
 
 
-class Series(Protocol):
-    """What a bound series offers; each kind implements the one method that fits it."""
+class Adds(Protocol):
+    """A bound counter or up-down counter series."""
 
     def add(self, amount: float = 1) -> None: ...
-    def set(self, value: float) -> None: ...
+
+
+class Records(Protocol):
+    """A bound histogram series."""
+
     def record(self, value: float) -> None: ...
 
 
-class Instrument(Protocol):
-    """A metric the hooks bind series on."""
+class Sets(Protocol):
+    """A bound gauge series."""
 
-    spec: MetricSpec
+    def set(self, value: float) -> None: ...
+
+
+class Series(Adds, Records, Sets, Protocol):
+    """A series of a spec whose kind is not known statically: each kind implements its one method."""
+
+
+S_co = TypeVar("S_co", covariant=True)
+
+
+class Instrument(Protocol, Generic[S_co]):
+    """A metric the hooks bind series on; ``S_co`` is what its series offer (``Adds``...)."""
+
+    @property
+    def spec(self) -> MetricSpec: ...
 
     def bind(
         self, attributes: Mapping[str, AttributeValue] | None = None, lock: Lock | None = None
-    ) -> Any: ...
+    ) -> S_co: ...
 
 
 class CoreInstrument:
@@ -279,8 +310,21 @@ class Registry:
         #: What hooks keep per pipeline (see ``hook.state_on``): it is freed with the registry.
         self.hook_states: dict[Any, Any] = {}
 
+    # A typed spec is a MetricSpec too: its overload wins, the last is for specs of unknown kind.
+    @overload
+    def instrument(self, spec: SumSpec) -> Instrument[Adds]: ...  # type: ignore[overload-overlap]
+    @overload
+    def instrument(self, spec: HistogramSpec) -> Instrument[Records]: ...  # type: ignore[overload-overlap]
+    @overload
+    def instrument(self, spec: GaugeSpec) -> Instrument[Sets]: ...  # type: ignore[overload-overlap]
+    @overload
+    def instrument(self, spec: MetricSpec) -> Instrument[Series]: ...
+
     def instrument(self, spec: MetricSpec) -> CoreInstrument | SdkInstrument:
-        """The instrument for ``spec``, created on first use (same spec, same instrument)."""
+        """The instrument for ``spec``, created on first use (same spec, same instrument).
+
+        Typed by the spec's kind (``catalogue.declare`` types it): see the module docs.
+        """
         found = self._instruments.get(spec.name)
         if found is not None:
             return found

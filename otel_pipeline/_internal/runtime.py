@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_pipeline._internal import providers, signals
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.export_state import ExportState
 from otel_pipeline._internal.merge import attach_core
@@ -36,7 +37,6 @@ from otel_pipeline.config import Config
 
 __all__ = [
     "DEFAULT_WIRING",
-    "ON_INSTALL",
     "STATE",
     "Pipeline",
     "build_pipeline",
@@ -228,11 +228,6 @@ _globals_set = False
 _atexit_registered = False
 
 
-#: Called with each pipeline made current: hooks with observed values (registered before
-#: ``configure()``, e.g. a cache's size function) bind to it so that it reports them.
-ON_INSTALL: list[Callable[[Pipeline], None]] = []
-
-
 def install(pipeline: Pipeline | None) -> Pipeline | None:
     """Make ``pipeline`` the one hooks record into; returns the previous one. Bumps the generation."""
     with _lock:
@@ -240,11 +235,13 @@ def install(pipeline: Pipeline | None) -> Pipeline | None:
         STATE.pipeline = pipeline
         STATE.generation += 1
     if pipeline is not None and pipeline.enabled:
-        for callback in list(ON_INSTALL):
+        # Its wiring's callbacks: hooks with observed values (registered before ``configure()``,
+        # e.g. a cache's size function) bind to it so that it reports them.
+        for callback in pipeline.wiring.on_install:
             try:
                 callback(pipeline)
-            except Exception:
-                logger.exception("binding observed hooks to the new pipeline failed")
+            except Exception as exc:
+                internal_error("install", exc, "binding observed hooks to the new pipeline failed")
     return previous
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import NewType
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-/]{0,254}$")
 #: How a worker group merges the members' points of one metric (docs/operations.md, docs/metrics.md).
@@ -62,6 +63,15 @@ class MetricSpec:
     def merge_rule(self) -> str:
         """The merge rule in effect: the declared one, else the kind's default."""
         return self.merge.partition(":")[0] if self.merge else default_merge(self.kind)
+
+
+#: A spec as :func:`catalogue.declare` types it by kind (the same object at runtime): the registry
+#: hands a counter or up-down counter spec an instrument whose series ``add``, a histogram's
+#: ``record``, a gauge's ``set``, so that mypy catches a series used as another kind.
+SumSpec = NewType("SumSpec", MetricSpec)
+HistogramSpec = NewType("HistogramSpec", MetricSpec)
+GaugeSpec = NewType("GaugeSpec", MetricSpec)
+ObservableSpec = NewType("ObservableSpec", MetricSpec)
 
 
 def default_merge(kind: Kind) -> str:

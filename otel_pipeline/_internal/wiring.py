@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
     from otel_pipeline._internal.server import MetricsServer
 
-__all__ = ["HealthComponent", "HealthSource", "RouteInstaller", "Wiring"]
+__all__ = ["HealthComponent", "HealthSource", "InstallCallback", "RouteInstaller", "Wiring"]
 
 #: One component of /health: (name, status, details); status is "healthy", "degraded" or "unhealthy".
 HealthComponent = tuple[str, str, dict[str, Any]]
@@ -24,15 +24,18 @@ HealthComponent = tuple[str, str, dict[str, Any]]
 HealthSource = Callable[["Pipeline"], list[HealthComponent]]
 #: Adds routes (e.g. /stats) to a new server of the pipeline it is given.
 RouteInstaller = Callable[["MetricsServer", "Pipeline"], None]
+#: Runs when the pipeline it is given becomes the current one (hooks bind what they observe).
+InstallCallback = Callable[["Pipeline"], None]
 
 
 @dataclass(frozen=True)
 class Wiring:
-    """The health sources (asked in order) and route installers (run in order) of a pipeline.
+    """The health sources (asked in order), route installers and install callbacks (run in order).
 
-    >>> Wiring().health_sources, Wiring().route_installers
-    ((), ())
+    >>> Wiring().health_sources, Wiring().route_installers, Wiring().on_install
+    ((), (), ())
     """
 
     health_sources: tuple[HealthSource, ...] = ()
     route_installers: tuple[RouteInstaller, ...] = ()
+    on_install: tuple[InstallCallback, ...] = ()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 
 from opentelemetry.trace import Status, StatusCode
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
@@ -97,7 +98,7 @@ class _Bound:
         self.operations: dict[Key, _Action] = {}
 
 
-class Actions(Hook):
+class Actions(Hook[_Bound]):
     """The actions of one executor (a component that does things). Get it with :func:`otel_pipeline.actions`.
 
     >>> import otel_pipeline as op
@@ -135,15 +136,20 @@ class Actions(Hook):
         TimeoutError: actions.execute notifier push: no result within its timeout of 0.01 s
         """
         key = _key(action, timeout)
-        bound = self._current()
-        if bound is None:
-            if timeout is None:
-                return Noop(functools.partial(self.track, label(self, "track", "action", action)))
-            return Timed(self._untraced_operation(key, action, timeout))
-        operation = None if key is None else bound.operations.get(key)
-        if operation is None:
-            operation = self._operation(bound, action, timeout)
-        return Timed(operation)
+        if timeout is not None:
+            check_timeout(timeout)  # a bad timeout changes what the call does: it raises, as an option does
+        try:
+            bound = self._current()
+            if bound is not None:
+                operation = None if key is None else bound.operations.get(key)
+                if operation is None:
+                    operation = self._operation(bound, action, timeout)
+                return Timed(operation)
+        except Exception as exc:
+            internal_error("actions.track", exc)
+        if timeout is None:
+            return Noop(functools.partial(self.track, label(self, "track", "action", action)))
+        return Timed(self._untraced_operation(key, action, timeout))
 
     def wrap(self, executor: T, *, action: str | None = None, timeout: float | None = None) -> T:
         """Instrument every call of ``executor``: an object with ``execute(...)``, or a callable.

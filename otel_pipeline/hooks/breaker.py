@@ -18,10 +18,12 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, cast
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
-from otel_pipeline._internal.hook import Hook, check_name, get_hook, hooks_of
-from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
+from otel_pipeline._internal.hook import Health, Hook, check_name, get_hook
+from otel_pipeline._internal.registry import Adds
+from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import dropped
 
@@ -104,7 +106,7 @@ class _Bound:
             outcome: registry.instrument(CALLS).bind({**self.attributes, "outcome": outcome})
             for outcome in ("success", "failure", "rejected")
         }
-        self.transitions: dict[tuple[str, str], Any] = {}
+        self.transitions: dict[tuple[str, str], Adds] = {}
 
     def sync(self, state: str) -> None:
         """Take ``state`` as the current one without counting a transition (it was not seen)."""
@@ -133,7 +135,7 @@ class _Bound:
             self.trips.add(1)
 
 
-class CircuitBreaker(Hook):
+class CircuitBreaker(Hook[_Bound]):
     """A named circuit breaker. Get it with :func:`otel_pipeline.circuit_breaker`.
 
     >>> import otel_pipeline as op
@@ -145,6 +147,21 @@ class CircuitBreaker(Hook):
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
 
+    @classmethod
+    def _installed(cls, pipeline: Pipeline) -> None:
+        """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
+        for breaker, hook in list(_INSTRUMENTED.items()):
+            _sync(breaker, hook)
+
+    def _health(self, state: _Bound) -> Health:
+        """/health: a breaker used on this pipeline is degraded while open or half-open."""
+        current = state.state
+        return (
+            f"circuit_breaker:{self.name}",
+            "healthy" if current == "closed" else "degraded",
+            {"state": current},
+        )
+
     def record_state(self, state: str) -> None:
         """The breaker is now in ``state`` (``"closed"``, ``"open"`` or ``"half_open"``).
 
@@ -155,9 +172,12 @@ class CircuitBreaker(Hook):
         name = _state_name(self, state)
         if name is None:
             return
-        bound = self._current()
-        if bound is not None:
-            bound.move_to(name)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.move_to(name)
+        except Exception as exc:
+            internal_error("circuit_breaker.record_state", exc)
 
     def success(self) -> None:
         """Count a call that went through and succeeded."""
@@ -172,9 +192,12 @@ class CircuitBreaker(Hook):
         self._count("rejected")
 
     def _count(self, outcome: str) -> None:
-        bound = self._current()
-        if bound is not None:
-            bound.calls[outcome].add(1)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.calls[outcome].add(1)
+        except Exception as exc:
+            internal_error(f"circuit_breaker.{outcome}", exc)
 
     def pybreaker_listener(self) -> pybreaker.CircuitBreakerListener:
         """A ``pybreaker.CircuitBreakerListener`` reporting state changes, successes and failures here.
@@ -315,26 +338,3 @@ def _sync(breaker: Any, hook: CircuitBreaker) -> None:
     name = _state_name(hook, breaker.current_state)
     if bound is not None and name is not None:
         bound.sync(name)
-
-
-def _bind_instrumented(pipeline: Pipeline) -> None:
-    """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
-    for breaker, hook in list(_INSTRUMENTED.items()):
-        _sync(breaker, hook)
-
-
-ON_INSTALL.append(_bind_instrumented)
-
-
-def _health(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
-    """/health: a breaker used on this pipeline is degraded while open or half-open."""
-    found = []
-    for hook in hooks_of(CircuitBreaker):
-        bound = hook._bound
-        if bound is None or hook._generation != STATE.generation or STATE.pipeline is not pipeline:
-            continue
-        state = bound.state
-        found.append(
-            (f"circuit_breaker:{hook.name}", "healthy" if state == "closed" else "degraded", {"state": state})
-        )
-    return found

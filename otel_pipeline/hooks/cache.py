@@ -15,14 +15,15 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import ON_INSTALL, Pipeline
+from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import MAX_AMOUNT, amount, countable, safe_repr
 
@@ -155,7 +156,7 @@ class _State:
         self.count(hits, misses)
 
 
-class Cache(Hook):
+class Cache(Hook[_State]):
     """A named cache. Get it with :func:`otel_pipeline.cache`.
 
     >>> import otel_pipeline as op
@@ -166,7 +167,7 @@ class Cache(Hook):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        #: The registries this cache has a state on (the states live there: see ``state_on``).
+        #: The registries this cache has a state on (the base keeps the states there).
         self._registries: weakref.WeakSet[Registry] = weakref.WeakSet()
         self._states_lock = threading.Lock()
         self._sources: list[_Source] = []
@@ -178,28 +179,16 @@ class Cache(Hook):
     def _bind(self, pipeline: Pipeline) -> _State:
         registry = pipeline.registry
         assert registry is not None
-        for spec, read in (
-            (HIT_RATIO, _hit_ratio),
-            (ENTRIES, _entries),
-            (ENTRIES_LIMIT, _entries_limit),
-            (SIZE, _size_bytes),
-        ):
-            registry.observe(spec, functools.partial(_observe_all, registry, read))
-        return self._state(registry)
+        state = _State(self, registry)
+        with self._states_lock:
+            self._registries.add(registry)
+            sources = list(self._sources)
+        for source in sources:
+            state.track(source)
+        return state
 
-    def _state(self, registry: Registry) -> _State:
-        """The cache's state on ``registry`` (the same one each time it is bound there)."""
-
-        def make() -> _State:
-            state = _State(self, registry)
-            with self._states_lock:
-                self._registries.add(registry)
-                sources = list(self._sources)
-            for source in sources:
-                state.track(source)
-            return state
-
-        return state_on(registry, self, make)
+    def _binds_at_install(self) -> bool:
+        return bool(self._sources or self._observed)
 
     # -- recording --------------------------------------------------------------------------
 
@@ -209,9 +198,12 @@ class Cache(Hook):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "hit", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.count(count, 0)
+        try:
+            state = self._current()
+            if state is not None:
+                state.count(count, 0)
+        except Exception as exc:
+            internal_error("cache.hit", exc)
 
     def miss(self, count: int = 1) -> None:
         """Count ``count`` lookups that did not find their entry."""
@@ -219,9 +211,12 @@ class Cache(Hook):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "miss", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.count(0, count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.count(0, count)
+        except Exception as exc:
+            internal_error("cache.miss", exc)
 
     def evicted(self, count: int = 1) -> None:
         """Count ``count`` entries removed to make room (or expired)."""
@@ -229,9 +224,12 @@ class Cache(Hook):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "evicted", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.evictions.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.evictions.add(count)
+        except Exception as exc:
+            internal_error("cache.evicted", exc)
 
     def set_size(
         self, *, entries: float | None = None, bytes: float | None = None, max_entries: float | None = None
@@ -253,9 +251,12 @@ class Cache(Hook):
                     given[key] = exact
         for key in given:
             self._observed.pop(key, None)
-        state = self._current()
-        if state is not None:
-            state.sizes.update(given)
+        try:
+            state = self._current()
+            if state is not None:
+                state.sizes.update(given)
+        except Exception as exc:
+            internal_error("cache.set_size", exc)
 
     def observe_size(
         self,
@@ -283,10 +284,13 @@ class Cache(Hook):
                     f"got {type(function).__name__} {safe_repr(function)}"
                 )
         self._observed.update(given)
-        state = self._current()
-        if state is not None:
-            for key in given:
-                state.sizes.pop(key, None)
+        try:
+            state = self._current()
+            if state is not None:
+                for key in given:
+                    state.sizes.pop(key, None)
+        except Exception as exc:
+            internal_error("cache.observe_size", exc)
 
     def wrap(self, function: F) -> F:
         """Instrument ``function``, a ``functools.lru_cache`` or anything with ``cache_info()``.
@@ -310,16 +314,23 @@ class Cache(Hook):
             self._sources.append(source)
             registries = list(self._registries)
         for registry in registries:
-            self._state(registry).track(source)
+            state = registry.hook_states.get(self)
+            if state is not None:
+                state.track(source)
+        self._bind_now()  # so that the configured pipeline reports it
         hook = self
 
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            hook._current()  # binds the cache to a pipeline configured since, so it is reported
+            hook._bind_now()  # to a pipeline configured since, so that it is reported
             return function(*args, **kwargs)
 
         def cache_clear() -> None:
-            state = hook._current()
+            try:
+                state = hook._current()
+            except Exception as exc:
+                internal_error("cache.cache_clear", exc)
+                state = None
             if state is None:
                 source.clear()
             else:
@@ -329,7 +340,47 @@ class Cache(Hook):
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
-    # -- observed values ---------------------------------------------------------------------
+    # -- observed values (read at each collection, once the wrapped caches' lookups are taken) ----
+
+    @observes(HIT_RATIO)
+    def _hit_ratio(self, state: _State) -> Points:
+        self._sync(state)
+        with state.lock:
+            hits, lookups = state.hit_total, state.hit_total + state.miss_total
+        if lookups:
+            yield hits / lookups, state.attributes
+
+    @observes(ENTRIES)
+    def _entries(self, state: _State) -> Points:
+        self._sync(state)
+        value = self._size(state, "entries")
+        if value is None and self._sources:
+            infos = self._infos()
+            value = sum(info.currsize for info in infos) if infos else None
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(ENTRIES_LIMIT)
+    def _entries_limit(self, state: _State) -> Points:
+        self._sync(state)
+        value = self._size(state, "max_entries")
+        if value is None and self._sources:
+            limits = [info.maxsize for info in self._infos()]
+            value = None if not limits or None in limits else sum(limits)
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(SIZE)
+    def _size_bytes(self, state: _State) -> Points:
+        self._sync(state)
+        value = self._size(state, "bytes")
+        if value is not None:
+            yield value, state.attributes
+
+    def _sync(self, state: _State) -> None:
+        """Bring the counts of the wrapped caches up to date on ``state``."""
+        if self._sources:
+            state.sync(list(self._sources))
 
     def _size(self, state: _State, key: str) -> float | None:
         """A size set on ``state``, else observed by its function, else None."""
@@ -414,60 +465,3 @@ def _check_cache_info(function: Any) -> None:
                 f"{safe_repr(info)}, which has no {field!r}; it must look like functools' "
                 "CacheInfo(hits, misses, maxsize, currsize)"
             )
-
-
-Observations = Iterator[tuple[float, dict[str, Any]]]
-
-
-def _observe_all(registry: Registry, read: Callable[[Cache, _State], float | None]) -> Observations:
-    """At collection: bring the wrapped caches' lookups up to date, then ``read`` every cache."""
-    for hook in hooks_of(Cache):
-        if not hook._sources and not hook._observed and hook not in registry.hook_states:
-            continue
-        try:
-            state = hook._state(registry)
-            if hook._sources:
-                state.sync(list(hook._sources))
-            value = read(hook, state)
-        except Exception:
-            warn_once(f"cache-observe:{hook.name}", "cache %r: reading its state failed; skipped", hook.name)
-            logger.debug("cache observation failure", exc_info=True)
-            continue
-        if value is not None:
-            yield value, state.attributes
-
-
-def _bind_observed(pipeline: Pipeline) -> None:
-    """Bind the caches that report observed values (sizes, wrapped caches) to a new pipeline."""
-    for hook in hooks_of(Cache):
-        if hook._sources or hook._observed:
-            hook._current()
-
-
-ON_INSTALL.append(_bind_observed)
-
-
-def _hit_ratio(hook: Cache, state: _State) -> float | None:
-    with state.lock:
-        hits, lookups = state.hit_total, state.hit_total + state.miss_total
-    return hits / lookups if lookups else None
-
-
-def _entries(hook: Cache, state: _State) -> float | None:
-    value = hook._size(state, "entries")
-    if value is None and hook._sources:
-        infos = hook._infos()
-        value = sum(info.currsize for info in infos) if infos else None
-    return value
-
-
-def _entries_limit(hook: Cache, state: _State) -> float | None:
-    value = hook._size(state, "max_entries")
-    if value is None and hook._sources:
-        limits = [info.maxsize for info in hook._infos()]
-        value = None if not limits or None in limits else sum(limits)
-    return value
-
-
-def _size_bytes(hook: Cache, state: _State) -> float | None:
-    return hook._size(state, "bytes")

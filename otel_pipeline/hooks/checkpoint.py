@@ -16,6 +16,7 @@ from __future__ import annotations
 from time import time
 from typing import Any
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
@@ -86,7 +87,7 @@ class _Bound:
         self.recoveries = pipeline.registry.instrument(RECOVERIES).bind(attributes)
 
 
-class Checkpoint(Hook):
+class Checkpoint(Hook[_Bound]):
     """A named checkpoint (an offset, a job's progress). Get it with :func:`otel_pipeline.checkpoint`.
 
     >>> import otel_pipeline as op
@@ -107,10 +108,13 @@ class Checkpoint(Hook):
         A save that raises is counted with ``outcome="failure"`` and ``error.type``, and the
         exception propagates; only a successful save moves the last-success time.
         """
-        bound = self._current()
-        if bound is None:
-            return Noop(self.save)
-        return Timed(bound.save)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.save)
+        except Exception as exc:
+            internal_error("checkpoint.save", exc)
+        return Noop(self.save)
 
     def recovered(self, saved_at: float | None = None) -> None:
         """Count one recovery from this checkpoint.
@@ -124,11 +128,14 @@ class Checkpoint(Hook):
         """
         if saved_at is not None:
             saved_at = amount(self, "recovered", "saved_at", saved_at, "the recovery is counted without it")
-        bound = self._current()
-        if bound is not None:
-            bound.recoveries.add(1)
-            if saved_at is not None:
-                bound.save.last_success.set(saved_at)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.recoveries.add(1)
+                if saved_at is not None:
+                    bound.save.last_success.set(saved_at)
+        except Exception as exc:
+            internal_error("checkpoint.recovered", exc)
 
 
 def checkpoint(name: str) -> Checkpoint:

@@ -11,11 +11,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Any
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -56,7 +55,7 @@ class _State:
         self.totals = [0, 0]
 
 
-class Dedup(Hook):
+class Dedup(Hook[_State]):
     """A named deduplication step. Get it with :func:`otel_pipeline.dedup`.
 
     >>> import otel_pipeline as op
@@ -69,9 +68,14 @@ class Dedup(Hook):
     def _bind(self, pipeline: Pipeline) -> _State:
         registry = pipeline.registry
         assert registry is not None
-        registry.observe(DUPLICATE_RATIO, lambda: _ratios(registry))
-        # The same totals each time this hook is bound to this registry.
-        return state_on(registry, self, lambda: _State(self, registry))
+        return _State(self, registry)
+
+    @observes(DUPLICATE_RATIO)
+    def _ratio(self, state: _State) -> Points:
+        with state.lock:
+            checks, duplicates = state.totals
+        if checks:
+            yield duplicates / checks, state.attributes
 
     def check(self, *, duplicate: bool) -> bool:
         """Count one item checked, and a duplicate if ``duplicate``; returns ``duplicate``.
@@ -83,14 +87,17 @@ class Dedup(Hook):
         if duplicate is not True and duplicate is not False:
             flag(self, "check", "duplicate", duplicate, NOT_RECORDED)
             return duplicate
-        state = self._current()
-        if state is not None:
-            state.checks.add(1)
-            if duplicate:
-                state.duplicates.add(1)
-            with state.lock:
-                state.totals[0] += 1
-                state.totals[1] += duplicate
+        try:
+            state = self._current()
+            if state is not None:
+                state.checks.add(1)
+                if duplicate:
+                    state.duplicates.add(1)
+                with state.lock:
+                    state.totals[0] += 1
+                    state.totals[1] += duplicate
+        except Exception as exc:
+            internal_error("dedup.check", exc)
         return duplicate
 
 
@@ -102,15 +109,3 @@ def dedup(name: str) -> Dedup:
     True
     """
     return get_hook(Dedup, name)
-
-
-def _ratios(registry: Registry) -> Iterator[tuple[float, dict[str, Any]]]:
-    states = registry.hook_states
-    for hook in hooks_of(Dedup):
-        state: _State | None = states.get(hook)
-        if state is None:
-            continue
-        with state.lock:
-            checks, duplicates = state.totals
-        if checks:
-            yield duplicates / checks, state.attributes

@@ -26,11 +26,11 @@ import math
 import threading
 import weakref
 from types import TracebackType
-from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
+from otel_pipeline._internal.registry import Records
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 
@@ -50,7 +50,7 @@ LAG = declare(
 _UNNAMED = "asyncio"
 
 
-class _LoopLag(Hook):
+class _LoopLag(Hook[Records]):
     """The lag histogram of the loops monitored under one ``name`` (``asyncio.loop.name``)."""
 
     kind = "event_loop"
@@ -58,7 +58,7 @@ class _LoopLag(Hook):
     def _attributes(self) -> dict[str, str]:
         return {LOOP_NAME: self.name}
 
-    def _bind(self, pipeline: Pipeline) -> Any:
+    def _bind(self, pipeline: Pipeline) -> Records:
         registry = pipeline.registry
         assert registry is not None
         return registry.instrument(LAG).bind(self._attributes())

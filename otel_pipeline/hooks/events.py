@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
@@ -60,7 +61,7 @@ class _Bound:
         self.operations: dict[str, OutcomeOperation] = {}
 
 
-class Events(Hook):
+class Events(Hook[_Bound]):
     """The events of one source. Get it with :func:`otel_pipeline.events`.
 
     >>> import otel_pipeline as op
@@ -93,15 +94,18 @@ class Events(Hook):
         if event_id is not None:
             event_text = identifier(self, "process", "event_id", event_id)
             span_attributes = None if event_text is None else {"event.id": event_text}
-        bound = self._current()
-        if bound is None:
-            return Noop(functools.partial(self.process, label(self, "process", "event_type", event_type)))
-        operation = bound.operations.get(event_type) if type(event_type) is str else None
-        if operation is None:
-            operation = self._operation(bound, event_type)
-        timed = Timed(operation)
-        timed.span_attributes = span_attributes
-        return timed
+        try:
+            bound = self._current()
+            if bound is not None:
+                operation = bound.operations.get(event_type) if type(event_type) is str else None
+                if operation is None:
+                    operation = self._operation(bound, event_type)
+                timed = Timed(operation)
+                timed.span_attributes = span_attributes
+                return timed
+        except Exception as exc:
+            internal_error("events.process", exc)
+        return Noop(functools.partial(self.process, label(self, "process", "event_type", event_type)))
 
     def _operation(self, bound: _Bound, event_type: str) -> OutcomeOperation:
         event_type = label(self, "process", "event_type", event_type)

@@ -16,11 +16,12 @@ request, continuing the caller's trace from its W3C ``traceparent`` header) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -28,9 +29,11 @@ from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.registry import Adds, Instrument, Records
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
@@ -86,15 +89,25 @@ def known_methods(environ: MutableMapping[str, str] | None = None) -> frozenset[
     return methods or DEFAULT_KNOWN_METHODS
 
 
-class _Server(Hook):
+class _ServerState(NamedTuple):
+    """What the middlewares record into on one pipeline."""
+
+    duration: Instrument[Records]
+    active: Instrument[Adds]
+    tracer: HookTracer
+
+
+class _Server(Hook[_ServerState]):
     """The instruments every middleware in the process records into."""
 
     kind = "http server"
 
-    def _bind(self, pipeline: Pipeline) -> tuple[Any, Any, HookTracer]:
+    def _bind(self, pipeline: Pipeline) -> _ServerState:
         registry = pipeline.registry
         assert registry is not None
-        return registry.instrument(SERVER_DURATION), registry.instrument(ACTIVE), pipeline.tracer
+        return _ServerState(
+            registry.instrument(SERVER_DURATION), registry.instrument(ACTIVE), pipeline.tracer
+        )
 
 
 class _ServerRequest:
@@ -114,7 +127,7 @@ class _ServerRequest:
 
     def __init__(
         self,
-        bound: tuple[Any, Any, HookTracer],
+        bound: _ServerState,
         method: str,
         known: frozenset[str],
         scheme: str,
@@ -138,11 +151,16 @@ class _ServerRequest:
         self._token: Any = otel_context.attach(propagate.extract(carrier, getter=getter))
         try:
             self._scope = tracer.start(name, attributes, kind=SpanKind.SERVER)
+            try:
+                self._active = active.bind({METHOD: self._method, "url.scheme": scheme})
+                self._active.add(1)
+            except Exception as exc:  # no request recorded: its span must not stay open and current
+                with contextlib.suppress(Exception):
+                    self._scope.end(exc)
+                raise
         except Exception:
             otel_context.detach(self._token)
             raise
-        self._active = active.bind({METHOD: self._method, "url.scheme": scheme})
-        self._active.add(1)
         self._start = perf_counter()
 
     def finish(self, error: BaseException | None, route: str | None) -> None:
@@ -176,9 +194,8 @@ class _ServerRequest:
                 if error is None and failed is not None:
                     span.set_status(Status(StatusCode.ERROR))
             self._scope.end(error)
-        except Exception:
-            warn_once("http:server:finish", "recording an HTTP request failed")
-            logger.debug("http finish failure", exc_info=True)
+        except Exception as exc:
+            internal_error("http:server:finish", exc, "recording an HTTP request failed")
         finally:
             otel_context.detach(token)
 
@@ -193,14 +210,13 @@ def _start(
     known: frozenset[str],
 ) -> _ServerRequest | None:
     """A started request, or None when instrumentation is off or fails (the app runs regardless)."""
-    bound = get_hook(_Server, "server")._current()
-    if bound is None:
-        return None
     try:
+        bound = get_hook(_Server, "server")._current()
+        if bound is None:
+            return None
         return _ServerRequest(bound, method, known, scheme, path, protocol, carrier, getter)
-    except Exception:
-        warn_once("http:server:start", "starting to record an HTTP request failed")
-        logger.debug("http start failure", exc_info=True)
+    except Exception as exc:
+        internal_error("http:server:start", exc, "starting to record an HTTP request failed")
         return None
 
 
@@ -496,7 +512,7 @@ class _ClientCall(Operation):
 
     def __init__(
         self,
-        instrument: Any,
+        instrument: Instrument[Records],
         tracer: HookTracer,
         peer: str,
         method: str,
@@ -536,8 +552,15 @@ class _ClientCall(Operation):
 
     def result(self, timed: Timed) -> HttpRequest:
         request = HttpRequest()
-        propagate.inject(request.headers)
         timed.extra = request
+        propagate.inject(request.headers)
+        return request
+
+    def fallback(self, timed: Timed) -> HttpRequest:
+        """What the block binds when :meth:`result` failed: the request, without trace headers."""
+        request: HttpRequest | None = timed.extra
+        if request is None:
+            request = timed.extra = HttpRequest()
         return request
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
@@ -573,7 +596,14 @@ class _UnboundCall(Noop):
         return HttpRequest()
 
 
-class HttpClient(Hook):
+class _ClientState(NamedTuple):
+    """What an HTTP client hook records into on one pipeline."""
+
+    duration: Instrument[Records]
+    tracer: HookTracer
+
+
+class HttpClient(Hook[_ClientState]):
     """Calls to one dependency over HTTP. Get it with :func:`otel_pipeline.http_client`."""
 
     kind = "http client"
@@ -582,9 +612,9 @@ class HttpClient(Hook):
         super().__init__(name)
         self._known = known_methods()
 
-    def _bind(self, pipeline: Pipeline) -> tuple[Any, HookTracer]:
+    def _bind(self, pipeline: Pipeline) -> _ClientState:
         assert pipeline.registry is not None
-        return pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer)
+        return _ClientState(pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer))
 
     def request(self, method: str, url: str) -> TimedScope:
         """Time one request: ``with client.request("GET", url) as req: ...; req.status_code = 200``.
@@ -598,12 +628,16 @@ class HttpClient(Hook):
         method = label(self, "request", "method", method, placeholder="_OTHER")  # as unknown methods are
         if type(url) is not str:
             url = _bad_url(self, url)
-        bound = self._current()
         factory = lambda: self.request(method, url)  # noqa: E731
-        if bound is None:
-            return _UnboundCall(factory)
-        instrument, tracer = bound
-        return Timed(_ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory))
+        try:
+            bound = self._current()
+            if bound is not None:
+                instrument, tracer = bound
+                call = _ClientCall(instrument, tracer, self.name, method.upper(), url, self._known, factory)
+                return Timed(call)
+        except Exception as exc:
+            internal_error("http_client.request", exc)
+        return _UnboundCall(factory)
 
 
 def _bad_url(hook: HttpClient, url: object) -> str:

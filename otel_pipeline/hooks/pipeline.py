@@ -25,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import (
@@ -36,6 +37,7 @@ from otel_pipeline._internal.hook import (
     warn_names,
 )
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
+from otel_pipeline._internal.registry import Adds
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
@@ -221,7 +223,7 @@ class StageRun:
     #: How record-time warnings name it (with its stage name).
     kind: ClassVar[str] = "pipeline stage"
 
-    def __init__(self, pipeline: str, name: str, run: Run | None, items_series: Any) -> None:
+    def __init__(self, pipeline: str, name: str, run: Run | None, items_series: Adds | None) -> None:
         self.pipeline = pipeline
         self.name = name
         self.run = run
@@ -235,8 +237,11 @@ class StageRun:
         if items is None:
             return
         self.items += items
-        if self._items is not None:
-            self._items.add(items)
+        try:
+            if self._items is not None:
+                self._items.add(items)
+        except Exception as exc:
+            internal_error("stage.processed", exc)
 
 
 class _RunOp(OutcomeOperation):
@@ -413,7 +418,7 @@ class _Bound:
         return op
 
 
-class PipelineHook(Hook):
+class PipelineHook(Hook[_Bound]):
     """The runs and stages of one named pipeline. Use :func:`otel_pipeline.pipeline`."""
 
     kind = "pipeline"
@@ -423,18 +428,24 @@ class PipelineHook(Hook):
 
     def run(self, summary_path: Path | None = None) -> Any:
         """Time one run (see :func:`otel_pipeline.pipeline`)."""
-        bound = self._current()
-        if bound is None:
-            return _NoopRun(functools.partial(self.run, summary_path), self.name)
-        return Timed(_RunOp(self, bound, summary_path))
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(_RunOp(self, bound, summary_path))
+        except Exception as exc:
+            internal_error("pipeline.run", exc)
+        return _NoopRun(functools.partial(self.run, summary_path), self.name)
 
     def stage(self, name: str, run: Run | None = None, factory: Callable[[], Any] | None = None) -> Any:
         """Time one stage of this pipeline, as part of ``run`` when given."""
         factory = factory or functools.partial(self.stage, name, run)
-        bound = self._current()
-        if bound is None:
-            return _NoopStage(factory)
-        return _StageTimed(bound.stage(name), run, factory)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return _StageTimed(bound.stage(name), run, factory)
+        except Exception as exc:
+            internal_error("pipeline.stage", exc)
+        return _NoopStage(factory)
 
 
 class _NoopRun(Noop):

@@ -16,14 +16,13 @@ its numbers over with :meth:`ConnectionPool.observe`; they are read at each coll
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of
-from otel_pipeline._internal.registry import Observed
-from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
+from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
+from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -124,13 +123,6 @@ class _Bound:
         self.use_time = registry.instrument(USE_TIME).bind(self.attributes)
         self.use = _Use(hook, self)
         self.wait = _Wait(hook, self, pipeline.tracer)
-        for spec, callback in (
-            (COUNT, _counts),
-            (MAX, _maximums),
-            (PENDING, _pending),
-            (UTILIZATION, _usage),
-        ):
-            registry.observe(spec, _walker(pipeline, callback))
 
     def counts(self) -> tuple[int, int]:
         """(idle, used) as kept by ``connection()``."""
@@ -183,7 +175,7 @@ class _Wait(Operation):
             bound.timeouts.add(1)
 
 
-class ConnectionPool(Hook):
+class ConnectionPool(Hook[_Bound]):
     """A named connection pool. Get it with :func:`otel_pipeline.connection_pool`."""
 
     kind = "connection pool"
@@ -196,10 +188,43 @@ class ConnectionPool(Hook):
     def _bind(self, pipeline: Pipeline) -> _Bound:
         return _Bound(self, pipeline)
 
+    def _binds_at_install(self) -> bool:
+        return bool(self._readings)
+
+    @observes(COUNT)
+    def _counts(self, bound: _Bound) -> Points:
+        idle, used = bound.counts()
+        for state, kept in (("idle", idle), ("used", used)):
+            value = self._read(state, kept)
+            if value is not None:
+                yield value, {**bound.attributes, STATE_ATTRIBUTE: state}
+
+    @observes(MAX)
+    def _maximum(self, bound: _Bound) -> Points:
+        if self.max_size is not None:
+            yield self.max_size, bound.attributes
+
+    @observes(PENDING)
+    def _pending(self, bound: _Bound) -> Points:
+        value = self._read("pending", bound.pending)
+        if value is not None:
+            yield value, bound.attributes
+
+    @observes(UTILIZATION)
+    def _usage(self, bound: _Bound) -> Points:
+        used = self._read("used", bound.counts()[1])
+        if self.max_size is not None and used is not None:
+            yield used / self.max_size, bound.attributes
+
     def connection(self) -> TimedScope:
         """One connection in use: ``with pool.connection(): ...`` (also ``async with``, or a decorator)."""
-        bound = self._current()
-        return Noop(self.connection) if bound is None else Timed(bound.use)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.use)
+        except Exception as exc:
+            internal_error("connection_pool.connection", exc)
+        return Noop(self.connection)
 
     def waiting(self) -> TimedScope:
         """Waiting for a connection: ``with pool.waiting(): conn = real_pool.get()``.
@@ -207,14 +232,22 @@ class ConnectionPool(Hook):
         Pending while the block runs; its duration is the wait time when it succeeds. A
         ``TimeoutError`` leaving the block counts a timeout (and is re-raised).
         """
-        bound = self._current()
-        return Noop(self.waiting) if bound is None else Timed(bound.wait)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.wait)
+        except Exception as exc:
+            internal_error("connection_pool.waiting", exc)
+        return Noop(self.waiting)
 
     def timeout(self) -> None:
         """Count one timeout obtaining a connection (for libraries with their own timeout error)."""
-        bound = self._current()
-        if bound is not None:
-            bound.timeouts.add(1)
+        try:
+            bound = self._current()
+            if bound is not None:
+                bound.timeouts.add(1)
+        except Exception as exc:
+            internal_error("connection_pool.timeout", exc)
 
     def observe(
         self, *, idle: Reading | None = None, used: Reading | None = None, pending: Reading | None = None
@@ -237,7 +270,7 @@ class ConnectionPool(Hook):
                     f"got {type(function).__name__}"
                 )
         self._readings = {key: function for key, function in readings.items() if function is not None}
-        self._current()
+        self._bind_now()
 
     def _read(self, key: str, fallback: float) -> float | None:
         function = self._readings.get(key)
@@ -269,56 +302,3 @@ def connection_pool(name: str, max_size: int | None = None) -> ConnectionPool:
     if max_size is not None:
         hook.max_size = max_size
     return hook
-
-
-def _walker(
-    pipeline: Pipeline, callback: Callable[[ConnectionPool, _Bound], Iterator[tuple[float, dict[str, Any]]]]
-) -> Callable[[], Observed]:
-    """An observable callback over the pools bound on ``pipeline`` (the current one)."""
-
-    def observe() -> Observed:
-        if STATE.pipeline is not pipeline:
-            return []
-        found: list[tuple[float, dict[str, Any]]] = []
-        for hook in hooks_of(ConnectionPool):
-            bound = hook._bound if hook._generation == STATE.generation else None
-            if bound is not None:
-                found.extend(callback(hook, bound))
-        return found
-
-    return observe
-
-
-def _bind_observed(pipeline: Pipeline) -> None:
-    """Bind the pools observed through functions to a new pipeline, so that it reads them."""
-    for hook in hooks_of(ConnectionPool):
-        if hook._readings:
-            hook._current()
-
-
-ON_INSTALL.append(_bind_observed)
-
-
-def _counts(hook: ConnectionPool, bound: _Bound) -> Iterator[tuple[float, dict[str, Any]]]:
-    idle, used = bound.counts()
-    for state, kept in (("idle", idle), ("used", used)):
-        value = hook._read(state, kept)
-        if value is not None:
-            yield value, {**bound.attributes, STATE_ATTRIBUTE: state}
-
-
-def _maximums(hook: ConnectionPool, bound: _Bound) -> Iterator[tuple[float, dict[str, Any]]]:
-    if hook.max_size is not None:
-        yield hook.max_size, bound.attributes
-
-
-def _pending(hook: ConnectionPool, bound: _Bound) -> Iterator[tuple[float, dict[str, Any]]]:
-    value = hook._read("pending", bound.pending)
-    if value is not None:
-        yield value, bound.attributes
-
-
-def _usage(hook: ConnectionPool, bound: _Bound) -> Iterator[tuple[float, dict[str, Any]]]:
-    used = hook._read("used", bound.counts()[1])
-    if hook.max_size is not None and used is not None:
-        yield used / hook.max_size, bound.attributes

@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from time import time
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.carrier import Batch, Continued, NoopContinued, publish, taken
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
-from otel_pipeline._internal.hook import Hook, check_count, get_hook, hooks_of, state_on
+from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries, failure_attributes
-from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import ON_INSTALL, STATE, Pipeline
+from otel_pipeline._internal.registry import Adds
+from otel_pipeline._internal.runtime import STATE, Pipeline
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -404,7 +405,7 @@ class _State:
         self.active = registry.instrument(WORKERS).bind({**self.attributes, "state": "active"})
         self.depth = _Level()
         self.dead_letter_depth = _Level()
-        self.dead_lettered: dict[Any, Any] = {}
+        self.dead_lettered: dict[str | tuple[str, str], Adds] = {}
         #: The lane of jobs with no priority and no job type (processing()'s common case).
         self.plain = _Lane(hook, self, None)
         self.lanes: dict[str | None, _Lane] = {None: self.plain}
@@ -442,8 +443,8 @@ class _State:
             self.job_types.add(job_type)
         return job_type
 
-    def dead_letter_series(self, hook: Queue, reason: str, job_type: str | None = None) -> Any:
-        key: Any = reason if job_type is None else (reason, job_type)
+    def dead_letter_series(self, hook: Queue, reason: str, job_type: str | None = None) -> Adds:
+        key: str | tuple[str, str] = reason if job_type is None else (reason, job_type)
         series = self.dead_lettered.get(key)
         if series is None:
             reasons = {k if isinstance(k, str) else k[0] for k in self.dead_lettered}
@@ -460,7 +461,7 @@ class _State:
         return series
 
 
-class Queue(Hook):
+class Queue(Hook[_State]):
     """A named work queue. Get it with :func:`otel_pipeline.queue`.
 
     >>> import otel_pipeline as op
@@ -487,17 +488,15 @@ class Queue(Hook):
         self._workers_open = 0
 
     def _bind(self, pipeline: Pipeline) -> _State:
-        registry = pipeline.registry
-        assert registry is not None
-        for spec, read in (
-            (DEPTH, _depth),
-            (DEAD_LETTER_DEPTH, _dead_letter_depth),
-            (UTILIZATION, _utilization),
-            (OLDEST_AGE, _oldest_age),
-        ):
-            registry.observe(spec, functools.partial(_observe_all, registry, read))
-        # The same state each time the queue binds to this registry: tracked depths survive.
-        return state_on(registry, self, lambda: _State(self, pipeline))
+        # The base keeps it on the registry: tracked depths survive the queue binding there again.
+        return _State(self, pipeline)
+
+    def _binds_at_install(self) -> bool:
+        return (
+            self._depth_function is not None
+            or self._dead_letter_function is not None
+            or self._oldest_age_function is not None
+        )
 
     def _worker_opened(self, step: int) -> None:
         with self._states_lock:
@@ -531,10 +530,13 @@ class Queue(Hook):
         if job_type is not None or carrier is not None:
             self._enqueued(count, key, job_type, carrier)
             return
-        state = self._current()
-        if state is not None:
-            state.lane(self, key).enqueued.add(count)
-            state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.lane(self, key).enqueued.add(count)
+                state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.enqueued", exc)
 
     def _enqueued(
         self, count: int, priority: str | None, job_type: str | None, carrier: MutableMapping[str, str] | None
@@ -553,8 +555,10 @@ class Queue(Hook):
                 "the job is counted, no trace context is written",
             )
             carrier = None
-        state = self._current()
-        if state is not None:
+        try:
+            state = self._current()
+            if state is None:
+                return
             lane = (
                 state.lane(self, priority) if job_type is None else state.typed_lane(self, priority, job_type)
             )
@@ -562,6 +566,8 @@ class Queue(Hook):
             state.depth.add(count)
             if carrier is not None:
                 publish(state.pipeline.tracer, lane.send_name, lane.send_attributes, carrier)
+        except Exception as exc:
+            internal_error("queue.enqueued", exc)
 
     def dequeued(
         self, count: int = 1, *, enqueued_at: float | None = None, priority: str | int | None = None
@@ -581,13 +587,17 @@ class Queue(Hook):
         self._dequeued(count, _priority(self, "dequeued", priority), _waited(self, "dequeued", enqueued_at))
 
     def _dequeued(self, count: float, priority: str | None, wait: float | None) -> None:
-        state = self._current()
-        if state is not None:
+        try:
+            state = self._current()
+            if state is None:
+                return
             lane = state.lane(self, priority)
             lane.dequeued.add(count)
             state.depth.add(-count)
             if wait is not None:
                 lane.wait_time.record(wait)
+        except Exception as exc:
+            internal_error("queue.dequeued", exc)
 
     def processing(
         self,
@@ -620,39 +630,47 @@ class Queue(Hook):
         >>> send("ada@example.com")
         'ada@example.com'
         """
-        # _current(), inline: this runs once per job.
-        if self._generation != STATE.generation:
-            self._refresh()
-        state = self._bound
-        if job_type is not None or carrier is not None or carriers is not None:
-            return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
-        if state is None:
-            if job_id is not None:
-                identifier(self, "processing", "job_id", job_id)
-            if enqueued_at is not None:
-                _waited(self, "processing", enqueued_at)
+        try:
+            # _current(), inline: this runs once per job.
+            if self._generation != STATE.generation:
+                self._refresh()
+            state = self._bound
+            if job_type is not None or carrier is not None or carriers is not None:
+                return self._processing(state, enqueued_at, priority, job_id, job_type, carrier, carriers)
+            if state is None:
+                if job_id is not None:
+                    identifier(self, "processing", "job_id", job_id)
+                if enqueued_at is not None:
+                    _waited(self, "processing", enqueued_at)
+                if priority is None:
+                    return Noop(self.processing)
+                key = _priority(self, "processing", priority)
+                return Noop(
+                    self.processing if key is None else functools.partial(self.processing, priority=key)
+                )
             if priority is None:
-                return Noop(self.processing)
-            key = _priority(self, "processing", priority)
-            return Noop(self.processing if key is None else functools.partial(self.processing, priority=key))
-        if priority is None:
-            lane = state.plain
-        else:
-            found = state.lanes.get(priority) if type(priority) is str else None
-            lane = found if found is not None else state.lane(self, _priority(self, "processing", priority))
-        if enqueued_at is not None:
-            wait = _waited(self, "processing", enqueued_at)
-            if wait is not None:
-                lane.wait_time.record(wait)
-        if self._carries_items and (item := taken(self)) is not None:
-            timed: Timed = Continued(lane.processing, (item,))
-        else:
-            timed = Timed(lane.processing)
-        if job_id is not None:
-            job = identifier(self, "processing", "job_id", job_id)
-            if job is not None:
-                timed.span_attributes = {"queue.job.id": job}
-        return timed
+                lane = state.plain
+            else:
+                found = state.lanes.get(priority) if type(priority) is str else None
+                lane = (
+                    found if found is not None else state.lane(self, _priority(self, "processing", priority))
+                )
+            if enqueued_at is not None:
+                wait = _waited(self, "processing", enqueued_at)
+                if wait is not None:
+                    lane.wait_time.record(wait)
+            if self._carries_items and (item := taken(self)) is not None:
+                timed: Timed = Continued(lane.processing, (item,))
+            else:
+                timed = Timed(lane.processing)
+            if job_id is not None:
+                job = identifier(self, "processing", "job_id", job_id)
+                if job is not None:
+                    timed.span_attributes = {"queue.job.id": job}
+            return timed
+        except Exception as exc:
+            internal_error("queue.processing", exc)
+            return Noop(self.processing)
 
     def _processing(
         self,
@@ -701,11 +719,14 @@ class Queue(Hook):
         back = requeued is True or flag(
             self, "retried", "requeued", requeued, "the retry is counted, the depth left as it is"
         )
-        state = self._current()
-        if state is not None:
-            state.retried.add(count)
-            if back:
-                state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.retried.add(count)
+                if back:
+                    state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.retried", exc)
 
     def dead_lettered(self, count: int = 1, *, reason: str = "unknown", job_type: str | None = None) -> None:
         """Count ``count`` jobs moved to the dead-letter queue for ``reason`` (low-cardinality).
@@ -719,10 +740,13 @@ class Queue(Hook):
         reason = label(self, "dead_lettered", "reason", reason)
         if job_type is not None:
             job_type = label(self, "dead_lettered", "job_type", job_type)
-        state = self._current()
-        if state is not None:
-            state.dead_letter_series(self, reason, job_type).add(count)
-            state.dead_letter_depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.dead_letter_series(self, reason, job_type).add(count)
+                state.dead_letter_depth.add(count)
+        except Exception as exc:
+            internal_error("queue.dead_lettered", exc)
 
     def replayed(self, count: int = 1) -> None:
         """Count ``count`` jobs moved from the dead-letter queue back onto the queue."""
@@ -730,11 +754,14 @@ class Queue(Hook):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "replayed", "count", count) is None:
                 return
-        state = self._current()
-        if state is not None:
-            state.replayed.add(count)
-            state.dead_letter_depth.add(-count)
-            state.depth.add(count)
+        try:
+            state = self._current()
+            if state is not None:
+                state.replayed.add(count)
+                state.dead_letter_depth.add(-count)
+                state.depth.add(count)
+        except Exception as exc:
+            internal_error("queue.replayed", exc)
 
     def worker(self) -> TimedScope:
         """A worker's lifetime (``with``, ``async with`` or a decorator): idle, active while processing.
@@ -747,10 +774,39 @@ class Queue(Hook):
         ...     with q.processing():
         ...         pass
         """
-        state = self._current()
-        return Noop(self.worker) if state is None else Timed(state.worker)
+        try:
+            state = self._current()
+            return Noop(self.worker) if state is None else Timed(state.worker)
+        except Exception as exc:
+            internal_error("queue.worker", exc)
+            return Noop(self.worker)
 
     # -- observed values ----------------------------------------------------------------------
+
+    @observes(DEPTH)
+    def _observed_depth(self, state: _State) -> Points:
+        value = _depth(self, state)
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(DEAD_LETTER_DEPTH)
+    def _observed_dead_letter_depth(self, state: _State) -> Points:
+        value = _read(self, "dead-letter depth", self._dead_letter_function, state.dead_letter_depth)
+        if value is not None:
+            yield value, state.attributes
+
+    @observes(UTILIZATION)
+    def _observed_utilization(self, state: _State) -> Points:
+        capacity = self._capacity
+        depth = None if capacity is None else _depth(self, state)
+        if capacity is not None and depth is not None:
+            yield depth / capacity, state.attributes
+
+    @observes(OLDEST_AGE)
+    def _observed_oldest_age(self, state: _State) -> Points:
+        value = _read(self, "oldest job age", self._oldest_age_function, None)
+        if value is not None:
+            yield value, state.attributes
 
     def observe_depth(self, function: Callable[[], float | None] | None) -> None:
         """Read the depth with ``function`` at each collection (None: track it again).
@@ -763,7 +819,7 @@ class Queue(Hook):
         >>> op.queue("emails").observe_depth(lambda: len(backlog))
         """
         self._depth_function = _observer("observe_depth", function)
-        self._current()  # bind now, so the configured pipeline reports it
+        self._bind_now()  # so that the configured pipeline reports it
 
     def observe_dead_letter_depth(self, function: Callable[[], float | None] | None) -> None:
         """Read the dead-letter depth with ``function`` at each collection (None: track it again).
@@ -772,7 +828,7 @@ class Queue(Hook):
         >>> op.queue("emails").observe_dead_letter_depth(lambda: 0)
         """
         self._dead_letter_function = _observer("observe_dead_letter_depth", function)
-        self._current()
+        self._bind_now()
 
     def observe_oldest_age(self, function: Callable[[], float | None] | None) -> None:
         """Read ``queue.oldest_job.age`` with ``function`` at each collection (None: stop).
@@ -787,7 +843,7 @@ class Queue(Hook):
         >>> op.queue("emails").observe_oldest_age(lambda: time.time() - min(waiting) if waiting else 0.0)
         """
         self._oldest_age_function = _observer("observe_oldest_age", function)
-        self._current()
+        self._bind_now()
 
     @property
     def system(self) -> str | None:
@@ -805,12 +861,15 @@ class Queue(Hook):
         with self._states_lock:
             self._system = system
             # States made later read self._system; the one of the current pipeline is updated here.
-            state = self._current()
-            for lane in [] if state is None else [*state.lanes.values(), *state.typed_lanes.values()]:
-                for attributes in (lane.processing.span_attributes, lane.send_attributes):
-                    attributes.pop(SYSTEM, None)
-                    if system is not None:
-                        attributes[SYSTEM] = system
+            try:
+                state = self._current()
+                for lane in [] if state is None else [*state.lanes.values(), *state.typed_lanes.values()]:
+                    for attributes in (lane.processing.span_attributes, lane.send_attributes):
+                        attributes.pop(SYSTEM, None)
+                        if system is not None:
+                            attributes[SYSTEM] = system
+            except Exception as exc:
+                internal_error("queue.set_system", exc)
 
     @property
     def capacity(self) -> float | None:
@@ -828,7 +887,7 @@ class Queue(Hook):
             if capacity == 0:
                 raise ValueError("otel_pipeline: capacity=0 is not valid; use a number > 0, or None")
         self._capacity = capacity
-        self._current()
+        self._bind_now()
 
 
 def queue(name: str, *, capacity: float | None = None) -> Queue:
@@ -1009,55 +1068,5 @@ def _read(
     return value
 
 
-def _depth(hook: Queue, state: _State | None) -> float | None:
-    return _read(hook, "depth", hook._depth_function, None if state is None else state.depth)
-
-
-def _dead_letter_depth(hook: Queue, state: _State | None) -> float | None:
-    level = None if state is None else state.dead_letter_depth
-    return _read(hook, "dead-letter depth", hook._dead_letter_function, level)
-
-
-def _oldest_age(hook: Queue, state: _State | None) -> float | None:
-    return _read(hook, "oldest job age", hook._oldest_age_function, None)
-
-
-def _utilization(hook: Queue, state: _State | None) -> float | None:
-    capacity = hook._capacity
-    if capacity is None:
-        return None
-    depth = _depth(hook, state)
-    return None if depth is None else depth / capacity
-
-
-def _observe_all(
-    registry: Registry, read: Callable[[Queue, _State | None], float | None]
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """At collection: ``read`` every queue bound to ``registry`` or observed by a function."""
-    states = registry.hook_states
-    for hook in hooks_of(Queue):
-        state: _State | None = states.get(hook)
-        if (
-            state is None
-            and hook._depth_function is None
-            and hook._dead_letter_function is None
-            and hook._oldest_age_function is None
-        ):
-            continue
-        value = read(hook, state)
-        if value is not None:
-            yield value, {NAME: hook.name}
-
-
-def _bind_observed(pipeline: Pipeline) -> None:
-    """Bind the queues whose depths functions read to a new pipeline, so that it reports them."""
-    for hook in hooks_of(Queue):
-        if (
-            hook._depth_function is not None
-            or hook._dead_letter_function is not None
-            or hook._oldest_age_function is not None
-        ):
-            hook._current()
-
-
-ON_INSTALL.append(_bind_observed)
+def _depth(hook: Queue, state: _State) -> float | None:
+    return _read(hook, "depth", hook._depth_function, state.depth)

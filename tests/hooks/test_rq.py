@@ -7,6 +7,7 @@ The ``rq worker`` command itself is in tests/integration/test_rq_worker.py.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -39,7 +40,12 @@ def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
 @pytest.fixture
 def connection(redis_server: Redis) -> Iterator[RedisClient]:
     client = RedisClient.from_url(redis_server.url)
+    # A worker working in this process installs its own SIGINT and SIGTERM handlers for good;
+    # left behind, later tests' forked children would inherit a SIGTERM that does not end them.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     yield client
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
     client.close()
 
 

@@ -165,7 +165,9 @@ def _key(attributes: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 def _hook_count(kind: Kind, label: str) -> int:
     """Hooks of the kind, or for stages, the stage operations the pipeline "nightly" keeps."""
     if label == "stage":
-        return len(get_hook(PipelineHook, "nightly")._current()._stages)
+        bound = get_hook(PipelineHook, "nightly")._current()
+        assert bound is not None
+        return len(bound._stages)
     return len(hooks_of(kind.hook))
 
 
