@@ -345,7 +345,7 @@ def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipel
         # A worker group's hand-overs are pushes too: a member's last totals, the hub's departed.
         pushes = pipeline.export_state.pushes or pipeline.group is not None
         if config.handle_sigterm and pipeline.enabled and pushes:
-            pipeline.handles_sigterm = signals.install(shutdown)
+            pipeline.handles_sigterm = signals.install(shutdown, limit=config.export_timeout + 20.0)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True

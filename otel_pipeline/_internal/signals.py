@@ -6,7 +6,9 @@ atexit handler runs, and everything recorded since the last export is lost. So w
 disposition is still the default, it installs :func:`_on_sigterm`: the default disposition is put
 back at once (a second SIGTERM ends the process without waiting), a thread runs ``shutdown()``
 (bounded by ``export_timeout + 2`` s) and then raises SIGTERM again, so the process ends with
-the status SIGTERM gives (-15, 143 in a shell).
+the status SIGTERM gives (-15, 143 in a shell). Whatever the flush does, the process ends within
+the limit given to :func:`install` (``export_timeout + 20`` s from ``configure()``): a flush stuck
+(on a lock a fork copied while another thread held it, say) must never keep a stopped process alive.
 
 The flush runs on a thread rather than in the handler: the handler interrupts the main thread
 wherever it is, possibly holding a series lock the final collection needs. The thread is not a
@@ -34,6 +36,8 @@ from otel_pipeline._internal.errors import logger
 __all__ = ["install", "installed", "restore"]
 
 _flush: Callable[[], object] | None = None
+#: Seconds the flush may take before the process ends without it (see :func:`install`).
+_limit = 30.0
 
 
 def _main_thread() -> bool:
@@ -45,9 +49,12 @@ def installed() -> bool:
     return signal.getsignal(signal.SIGTERM) is _on_sigterm
 
 
-def install(flush: Callable[[], object]) -> bool:
-    """Install the handler if SIGTERM still has its default disposition; returns whether ours is set."""
-    global _flush
+def install(flush: Callable[[], object], limit: float = 30.0) -> bool:
+    """Install the handler if SIGTERM still has its default disposition; returns whether ours is set.
+
+    ``limit``: seconds ``flush`` may take before the process ends anyway.
+    """
+    global _flush, _limit
     if not _main_thread():
         logger.debug("SIGTERM: configure() outside the main thread installs no handler")
         return False
@@ -55,7 +62,7 @@ def install(flush: Callable[[], object]) -> bool:
     if current is not signal.SIG_DFL and current is not _on_sigterm:
         logger.debug("SIGTERM: the program has a handler of its own (%r); left alone", current)
         return False
-    _flush = flush
+    _flush, _limit = flush, limit
     signal.signal(signal.SIGTERM, _on_sigterm)
     return True
 
@@ -68,19 +75,30 @@ def restore() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    done = threading.Event()
     try:
-        threading.Thread(target=_flush_and_end, name="otel-pipeline-sigterm").start()
+        threading.Thread(target=_flush_and_end, args=(done,), name="otel-pipeline-sigterm").start()
+        threading.Thread(
+            target=_end_past_limit, args=(done,), name="otel-pipeline-sigterm-limit", daemon=True
+        ).start()
     except RuntimeError:  # no new threads (interpreter shutting down): flush here
-        _flush_and_end()
+        _flush_and_end(done)
 
 
-def _flush_and_end() -> None:
+def _flush_and_end(done: threading.Event) -> None:
     try:
         if _flush is not None:
             _flush()
     except BaseException:
         logger.exception("flushing on SIGTERM failed")
     finally:
+        done.set()
+        _end()
+
+
+def _end_past_limit(done: threading.Event) -> None:
+    if not done.wait(_limit):
+        logger.error("flushing on SIGTERM took longer than %.0f s; ending without the rest of it", _limit)
         _end()
 
 

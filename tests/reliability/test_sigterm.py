@@ -286,3 +286,35 @@ def test_the_handler_flushes_on_a_thread_then_raises_sigterm_again(
     assert [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()] == (
         ["flushing on SIGTERM failed"] if fails else []
     )
+
+
+@pytest.mark.usefixtures("default_disposition")
+def test_a_flush_that_never_finishes_does_not_keep_the_process_alive(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = threading.Event()  # a lock copied by a fork while held: nothing would ever release it
+    ended = threading.Event()
+    events: list[tuple[object, ...]] = []
+
+    def kill(pid: int, signum: int) -> None:
+        events.append(("kill", threading.current_thread().name, signum))
+        ended.set()
+
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(os, "_exit", lambda code: events.append(("exit", code)))
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    assert signals.install(stuck.wait, limit=0.2) is True
+    signals._on_sigterm(signal.SIGTERM, None)
+    assert ended.wait(30)
+    stuck.set()  # let the flush thread finish: it ends the process a second time
+    for thread in threading.enumerate():
+        if thread.name.startswith("otel-pipeline-sigterm"):
+            thread.join(30)
+    monkeypatch.undo()
+    assert events[:2] == [
+        ("kill", "otel-pipeline-sigterm-limit", signal.SIGTERM),
+        ("exit", 128 + signal.SIGTERM),
+    ]
+    assert [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()] == [
+        "flushing on SIGTERM took longer than 0 s; ending without the rest of it"
+    ]

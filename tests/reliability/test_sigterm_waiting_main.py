@@ -17,6 +17,7 @@ from tests.support import free_port
 PROGRAM = textwrap.dedent(
     """
     import sys, threading
+    import otel_pipeline as op
 
     op.configure(service_name="waiting", prometheus_port=int(sys.argv[1]), trace_sample_rate=0)
     op.monitor_resources(interval=0.05)
