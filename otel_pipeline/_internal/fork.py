@@ -39,6 +39,14 @@ def _in_child() -> None:
     boundary._lock = threading.Lock()
     TRACKER.active = 0
     TRACKER._lock = threading.Lock()
+    # Held until the child's own pipeline is current: a SIGTERM arriving meanwhile (a pool
+    # terminated right after it forked a replacement worker) runs its flush on a thread, which
+    # would otherwise shut down the parent's pipeline, copied with locks its threads held.
+    with runtime._lock:
+        _rebuild()
+
+
+def _rebuild() -> None:
     pipeline = runtime.STATE.pipeline
     if pipeline is None or not pipeline.enabled:
         return
