@@ -272,13 +272,15 @@ class _RunOp(OutcomeOperation):
         return run
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
-        super().end(duration, exc_type, timed)
         run: Run | None = timed.extra
-        if run is not None and run._token is not None:
-            try:
-                _CURRENT_RUN.reset(run._token)
-            except ValueError:  # ended in another context than it started in
-                _CURRENT_RUN.set(None)
+        try:
+            super().end(duration, exc_type, timed)
+        finally:  # a run whose recording failed is over all the same: never left current
+            if run is not None and run._token is not None:
+                try:
+                    _CURRENT_RUN.reset(run._token)
+                except ValueError:  # ended in another context than it started in
+                    _CURRENT_RUN.set(None)
         if self._summary_path is not None:
             _write_summary(self._summary_path)
 
@@ -327,11 +329,14 @@ class _StageOp(OutcomeOperation):
         return stage_run
 
     def end(self, duration: float, exc_type: type[BaseException] | None, timed: Timed) -> None:
-        super().end(duration, exc_type, timed)
         stage_run: StageRun | None = timed.extra
+        try:
+            super().end(duration, exc_type, timed)
+        finally:  # a stage whose recording failed is over all the same: never left "active"
+            if stage_run is not None:
+                with _ACTIVE_LOCK:
+                    _ACTIVE.pop(id(stage_run), None)
         if stage_run is not None:
-            with _ACTIVE_LOCK:
-                _ACTIVE.pop(id(stage_run), None)
             timed.span_attributes = {"pipeline.stage.items": stage_run.items}
 
 
