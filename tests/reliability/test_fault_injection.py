@@ -19,6 +19,7 @@ Every entry point the faults reach meets all three, for every fault that reaches
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue as stdlib_queue
 from collections.abc import Callable, Iterator
@@ -116,6 +117,12 @@ def _decorated(make: Callable[[], TimedScope]) -> Entry:
     return Entry(call, user_code=True)
 
 
+def _target_result(body: Callable[[], None], ok: bool) -> None:
+    target = op.health_target("db")
+    target.success() if ok else target.failure()
+    body()
+
+
 def _http_request(body: Callable[[], None]) -> None:
     with op.http_client("api").request("GET", "https://api.internal/x") as request:
         headers = dict(request.headers)  # what the application sends
@@ -197,6 +204,10 @@ FAULT_ENTRIES: dict[str, Entry] = {
     "with pool.waiting()": _with(lambda: op.connection_pool("db").waiting()),
     "with pool.connection()": _with(lambda: op.connection_pool("db").connection()),
     "@stage()": _decorated(lambda: op.stage("load")),
+    "health_target.success()": Entry(functools.partial(_target_result, ok=True)),
+    "health_target.failure()": Entry(functools.partial(_target_result, ok=False)),
+    "with health_target.probe()": _with(lambda: op.health_target("db").probe()),
+    "with refresh_job.running()": _with(lambda: op.refresh_job("prices").running()),
     "with pipeline() and run.stage()": Entry(_pipeline_run, user_code=True),
     "with http_client.request()": Entry(_http_request, user_code=True),
     "instrument_executor: a job": Entry(_executor, user_code=True),
@@ -368,4 +379,4 @@ def test_no_injected_fault_reaches_user_code(
 def test_the_table_covers_every_record_time_entry_point() -> None:
     assert set(RECORD_TIME) <= set(FAULT_ENTRIES)
     assert set(FAULT_ENTRIES) >= NOT_REACHED
-    assert len(FAULT_ENTRIES) == len(RECORD_TIME) + 20
+    assert len(FAULT_ENTRIES) == len(RECORD_TIME) + 24

@@ -94,7 +94,7 @@ def collector_names() -> list[str]:
         return sorted(_COLLECTORS)
 
 
-class _Collection(Hook):
+class _Collection(Hook["tuple[Any, Any]"]):
     """Where collector runs are recorded."""
 
     kind = "stats collection"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.hook import Health, Hook, get_hook
 from otel_pipeline._internal.probes import checked_seconds
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
@@ -106,7 +107,7 @@ class _Refresh(Operation):
         self._registry.instrument(REFRESH_DURATION).bind(attributes).record(duration)
 
 
-class RefreshJob(Hook):
+class RefreshJob(Hook["_RefreshSeries"]):
     """A job refreshing something every ``interval`` seconds. Get it with :func:`otel_pipeline.refresh_job`.
 
     ``/health`` reports it degraded ("stale") once its last success, or its start when it never
@@ -124,15 +125,26 @@ class RefreshJob(Hook):
 
     def running(self) -> TimedScope:
         """Time one run: ``with job.running(): reload()`` (also ``async with``, or a decorator)."""
-        bound = self._current()
-        return Noop(self.running) if bound is None else Timed(bound.run)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.run)
+        except Exception as exc:
+            internal_error("refresh_job.running", exc)
+        return Noop(self.running)
 
     def health(self, now: float | None = None) -> tuple[str, dict[str, Any]]:
         """(status, details): degraded when stale (see the class docs), else healthy."""
-        bound: _RefreshSeries | None = self._current()
-        now = _clock() if now is None else now
+        bound = self._current()
         if bound is None:
             return "healthy", {"interval": self.interval}
+        return self._staleness(bound, _clock() if now is None else now)
+
+    def _health(self, state: _RefreshSeries) -> Health:
+        """/health: this job on this pipeline, degraded when stale."""
+        return (f"refresh:{self.name}", *self._staleness(state, _clock()))
+
+    def _staleness(self, bound: _RefreshSeries, now: float) -> tuple[str, dict[str, Any]]:
         last = bound.last_success_at
         age = now - (bound.bound_at if last is None else last)
         details = {"kind": "refresh", "interval": self.interval, "last_success": last, "age": age}

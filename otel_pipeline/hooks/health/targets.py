@@ -13,8 +13,9 @@ import threading
 from collections import deque
 from typing import Any
 
+from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
-from otel_pipeline._internal.hook import Hook, get_hook
+from otel_pipeline._internal.hook import Health, Hook, get_hook
 from otel_pipeline._internal.runtime import Pipeline
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -112,7 +113,7 @@ class _TargetProbe(Operation):
         self._hook._record(exc_type is None)
 
 
-class HealthTarget(Hook):
+class HealthTarget(Hook["_TargetSeries"]):
     """A dependency whose health you record. Get it with :func:`otel_pipeline.health_target`.
 
     Status: *unknown* before any result, *healthy* after a success, *degraded* after
@@ -139,21 +140,29 @@ class HealthTarget(Hook):
 
     def probe(self) -> TimedScope:
         """Time one probe: ``with target.probe(): client.ping()``; an exception is a failure (re-raised)."""
-        bound = self._current()
-        return Noop(self.probe) if bound is None else Timed(bound.probe)
+        try:
+            bound = self._current()
+            if bound is not None:
+                return Timed(bound.probe)
+        except Exception as exc:
+            internal_error("health_target.probe", exc)
+        return Noop(self.probe)
 
     def _record(self, ok: bool) -> None:
-        bound: _TargetSeries | None = self._current()
-        if bound is None:
-            return
-        with bound.lock:
-            bound.results.append(ok)
-            bound.consecutive = 0 if ok else bound.consecutive + 1
-            consecutive, rate = bound.consecutive, sum(bound.results) / len(bound.results)
-            bound.status.set(TARGET_STATUSES[self._status(bound)])
-            bound.consecutive_gauge.set(consecutive)
-            bound.rate.set(rate)
-        (bound.succeeded if ok else bound.failed).add(1)
+        try:
+            bound = self._current()
+            if bound is None:
+                return
+            with bound.lock:
+                bound.results.append(ok)
+                bound.consecutive = 0 if ok else bound.consecutive + 1
+                consecutive, rate = bound.consecutive, sum(bound.results) / len(bound.results)
+                bound.status.set(TARGET_STATUSES[self._status(bound)])
+                bound.consecutive_gauge.set(consecutive)
+                bound.rate.set(rate)
+            (bound.succeeded if ok else bound.failed).add(1)
+        except Exception as exc:
+            internal_error("health_target.success" if ok else "health_target.failure", exc)
 
     def _status(self, bound: _TargetSeries) -> str:
         if not bound.results:
@@ -170,9 +179,18 @@ class HealthTarget(Hook):
 
     def snapshot(self) -> dict[str, Any]:
         """Status, failures in a row and success rate over the window, as a dict."""
-        bound: _TargetSeries | None = self._current()
+        bound = self._current()
         if bound is None:
             return {"status": "unknown", "consecutive_failures": 0, "success_rate": None}
+        return self._snapshot(bound)
+
+    def _health(self, state: _TargetSeries) -> Health | None:
+        """/health: a target with results on this pipeline, by its status."""
+        snapshot = self._snapshot(state)
+        status = snapshot.pop("status")
+        return None if status == "unknown" else (self.name, status, {"kind": "target", **snapshot})
+
+    def _snapshot(self, bound: _TargetSeries) -> dict[str, Any]:
         with bound.lock:
             rate = sum(bound.results) / len(bound.results) if bound.results else None
             return {
