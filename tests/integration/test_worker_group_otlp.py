@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from otel_pipeline._internal.group import wire
 from otel_pipeline._internal.group.export import instance_id
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.support.fixtures import RotelFactory
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedPoint
 
@@ -75,6 +76,13 @@ def assert_one_stream(receiver: OtlpReceiver, key: int, total: int) -> None:
     assert max(int(p.point.count) for p in duration) == total
 
 
+def hub_listening(key: int) -> bool:
+    """Whether the group's socket is bound (by its hub): abstract names show in /proc/net/unix."""
+    name = "@" + wire.otlp_name(key, "otlp-group")[1:].decode()
+    with open("/proc/net/unix", encoding="ascii", errors="replace") as table:
+        return any(line.split()[-1] == name for line in table.readlines()[1:] if len(line.split()) > 7)
+
+
 def wait_for_total(receiver: OtlpReceiver, total: int) -> None:
     receiver.wait_for_point("events.processed", PROCESSED, lambda point: point.value == total, timeout=30)
     time.sleep(0.5)  # rotel's batch: anything still on its way arrives before the assertions
@@ -100,7 +108,7 @@ def test_the_stream_goes_on_when_the_hub_leaves_first(
     rotel = rotel_factory(otlp_receiver.grpc_endpoint)
     key = free_port()
     first = start(rotel.grpc_endpoint, key, "merged", "loop", "20", "1.0")
-    time.sleep(0.5)  # the first is the hub
+    wait_until(lambda: hub_listening(key) or None, timeout=30, what="the first process's hub")
     others = [start(rotel.grpc_endpoint, key, "merged", "loop", "40", "3.0") for _ in range(2)]
     hub = finish(first)
     assert hub["role"] == "hub"
