@@ -141,6 +141,7 @@ def configure(
     pushgateway_delete_on_shutdown: bool | None = None,
     remote_write_url: str | None = None,
     worker_group: bool | None = None,
+    group_export: str | None = None,
     **unknown: Any,
 ) -> Pipeline:
     """Set up metrics and traces for this process and return the running :class:`Pipeline`.
@@ -164,6 +165,9 @@ def configure(
     Celery workers, a ``multiprocessing`` pool) form a worker group: one of them serves the
     group's ``/metrics`` with the exact totals of all (docs/operations.md, "Multi-process
     workers"); ``worker_group=False`` / ``OTEL_PIPELINE_WORKER_GROUP=false`` turns that off.
+    With ``exporter="otlp"``, ``group_export="merged"`` / ``OTEL_PIPELINE_GROUP_EXPORT=merged``
+    makes such a group push one merged OTLP stream under a stable ``service.instance.id``
+    (default ``"per_process"``: each process its own stream).
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="docs", exporter="prometheus", prometheus_port=0)
@@ -205,6 +209,7 @@ def configure(
         "pushgateway_delete_on_shutdown": pushgateway_delete_on_shutdown,
         "remote_write_url": remote_write_url,
         "worker_group": worker_group,
+        "group_export": group_export,
     }
     return _runtime.configure(**options)
 

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_DURATION_BUCKETS",
     "ENVIRONMENT_VARIABLES",
     "EXPORTERS",
+    "GROUP_EXPORTS",
     "INSTRUMENT_MODES",
     "OTLP_PROTOCOLS",
     "Config",
@@ -50,6 +51,8 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 EXPORTERS = ("prometheus", "otlp", "pushgateway", "remote_write", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 INSTRUMENT_MODES = ("core", "sdk")
+#: What a worker group pushes over OTLP: one merged stream (the hub's) or each process its own.
+GROUP_EXPORTS = ("merged", "per_process")
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TRUE = ("true", "1", "yes", "on")
@@ -97,6 +100,8 @@ class Config:
     #: Distinct names per hook kind (queues, caches, stages ...); past it new names share one hook.
     hook_name_limit: int = 500
     worker_group: bool = True
+    #: With exporter "otlp": "merged" (one stream for the worker group) or "per_process".
+    group_export: str = "per_process"
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     # Batch runs (docs/batch.md): the Pushgateway and Prometheus remote write.
     pushgateway_url: str | None = None
@@ -215,6 +220,10 @@ class Config:
             raise _fail("handle_sigterm", self.handle_sigterm, "use True or False")
         if not isinstance(self.worker_group, bool):
             raise _fail("worker_group", self.worker_group, "use True or False")
+        if self.group_export not in GROUP_EXPORTS:
+            raise _fail(
+                "group_export", self.group_export, f"use one of {', '.join(map(repr, GROUP_EXPORTS))}"
+            )
         limit = self.cardinality_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise _fail("cardinality_limit", limit, "use a whole number of at least 1")
@@ -382,6 +391,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "pushgateway_delete_on_shutdown": "OTEL_PIPELINE_PUSHGATEWAY_DELETE",
     "remote_write_url": "OTEL_PIPELINE_REMOTE_WRITE_URL",
     "worker_group": "OTEL_PIPELINE_WORKER_GROUP",
+    "group_export": "OTEL_PIPELINE_GROUP_EXPORT",
 }
 
 
@@ -438,6 +448,8 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         values["worker_group"] = _env_bool(
             "OTEL_PIPELINE_WORKER_GROUP", environ["OTEL_PIPELINE_WORKER_GROUP"]
         )
+    if environ.get("OTEL_PIPELINE_GROUP_EXPORT", "").strip():
+        values["group_export"] = environ["OTEL_PIPELINE_GROUP_EXPORT"].strip()
     if environ.get("OTEL_EXPORTER_PROMETHEUS_PORT"):
         values["prometheus_port"] = int(
             _env_number("OTEL_EXPORTER_PROMETHEUS_PORT", environ["OTEL_EXPORTER_PROMETHEUS_PORT"], int)

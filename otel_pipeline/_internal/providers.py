@@ -170,6 +170,9 @@ def metric_readers(config: Config, *, forked: bool = False) -> Built:
     """
     built = Built()
     limits = cardinality_limits(config)
+    from otel_pipeline._internal.group import merged_otlp
+
+    merged = merged_otlp(config)
     for name in config.exporters:
         if name == "prometheus":
             from otel_pipeline._internal.exposition import ScrapeReader
@@ -181,18 +184,35 @@ def metric_readers(config: Config, *, forked: bool = False) -> Built:
             continue
         else:
             exporter = metric_exporter(name, config)
+            if merged and name == "otlp":
+                exporter = _group_exporter(exporter, config)
             built.export_state.watch(exporter, _SIGNALS[name])
-            built.readers.append(
-                PeriodicExportingMetricReader(
-                    exporter,
-                    export_interval_millis=config.export_interval * 1000.0,
-                    export_timeout_millis=config.export_timeout * 1000.0,
-                    cardinality_limits=limits,
-                )
+            reader = PeriodicExportingMetricReader(
+                exporter,
+                export_interval_millis=config.export_interval * 1000.0,
+                export_timeout_millis=config.export_timeout * 1000.0,
+                cardinality_limits=limits,
             )
+            if merged and name == "otlp":
+                exporter.reader = reader  # type: ignore[attr-defined]
+            built.readers.append(reader)
+    if merged and built.prometheus_registry is None:
+        from otel_pipeline._internal.exposition import ScrapeReader
+
+        # Not served: what this process hands over to its group's hub (see group/export.py).
+        built.prometheus_registry = ScrapeReader(cardinality_limits=limits)
+        built.readers.append(built.prometheus_registry)
     built.local_reader = InMemoryMetricReader(preferred_temporality=_cumulative(), cardinality_limits=limits)
     built.readers.append(built.local_reader)
     return built
+
+
+def _group_exporter(exporter: MetricExporter, config: Config) -> MetricExporter:
+    """The OTLP exporter wrapped to push the worker group's merged stream from the hub only."""
+    from otel_pipeline._internal.group.export import GroupExporter
+
+    keep_id = "service.instance.id" in config.resource_attributes
+    return GroupExporter(exporter, config.prometheus_port, keep_id=keep_id)
 
 
 def build_meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:

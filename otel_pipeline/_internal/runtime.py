@@ -114,7 +114,7 @@ class Pipeline:
         A worker group's member serves nothing itself: this is the group's port, served by its hub.
         """
         if self.server is None:
-            return self.config.prometheus_port if self.group is not None else None
+            return self.config.prometheus_port if getattr(self.group, "serves", False) else None
         return int(self.server.port)
 
     @property

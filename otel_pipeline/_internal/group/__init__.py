@@ -9,6 +9,7 @@ The design and its guarantees are in docs/operations.md ("Multi-process workers"
   its length-prefixed JSON messages;
 - ``snapshot.py``: a process's collection as plain lists (a member's hand-over);
 - ``merge.py``: the hub's merge, per metric rule from the catalogue, with the departed accumulator;
+- ``export.py``: the group's one OTLP stream (``group_export="merged"``), pushed by the hub;
 - ``hub.py``: the serving process's side; ``node.py``: one process's role, election, hand-overs
   and take-over of the port.
 """
@@ -22,24 +23,37 @@ from otel_pipeline._internal.group.node import Group
 
 if TYPE_CHECKING:
     from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline.config import Config
 
-__all__ = ["Group", "after_fork_in_child", "serve", "wanted"]
+__all__ = ["Group", "after_fork_in_child", "merged_otlp", "serve", "wanted"]
 
 
 def wanted(pipeline: Pipeline) -> bool:
-    """Whether ``pipeline`` serves /metrics as part of a worker group (not: opted out, port 0, not Linux)."""
+    """Whether ``pipeline`` is part of a worker group (not: opted out, port 0, not Linux).
+
+    A group serves /metrics (``exporter="prometheus"``), pushes one merged OTLP stream
+    (``exporter="otlp"`` with ``group_export="merged"``), or both (``"prometheus,otlp"``).
+    """
     config = pipeline.config
-    return (
-        config.worker_group
-        and config.exporter == "prometheus"
-        and config.prometheus_port != 0
-        and wire.available()
-    )
+    if not (config.worker_group and config.prometheus_port != 0 and wire.available()):
+        return False
+    names = set(config.exporters)
+    return names == {"prometheus"} or (merged_otlp(config) and names <= {"prometheus", "otlp"})
+
+
+def merged_otlp(config: Config) -> bool:
+    """Whether ``config`` asks for the group's one merged OTLP stream (``group_export="merged"``)."""
+    return config.worker_group and config.group_export == "merged" and config.exports("otlp")
 
 
 def serve(pipeline: Pipeline, reader: Any) -> None:
-    """Serve /metrics for ``pipeline``: alone, or as the hub or a member of its worker group."""
+    """Serve /metrics for ``pipeline``: alone, or as the hub or a member of its worker group.
+
+    A process that only pushes OTLP serves nothing: ``reader`` is then its group's hand-over.
+    """
     if not wanted(pipeline):
+        if not pipeline.config.exports("prometheus"):
+            return
         from otel_pipeline._internal.group.node import _start_server
 
         pipeline.server = _start_server(pipeline, reader)

@@ -411,11 +411,19 @@ class Hub:
         """Whether a member could take the group's totals (welcomed, not leaving); lock held."""
         return any(peer.welcomed and not peer.leaving for peer in self._peers.values())
 
-    def close(self, final: list[Any] | None = None, port: socket.socket | None = None) -> int | None:
+    def close(
+        self,
+        final: list[Any] | None = None,
+        port: socket.socket | None = None,
+        *,
+        pass_listener: bool = False,
+    ) -> int | None:
         """Stop; hand the departed and ``final`` (the hub's own last totals) to an heir.
 
         With ``port`` (the listening socket of /metrics) the heir gets that and the group's socket
-        too, and becomes the hub at once; the other members connect to it. Returns the heir's pid,
+        too, and becomes the hub at once; the other members connect to it. ``pass_listener``: the
+        group's socket alone, for a group that serves no port (its merged OTLP stream goes on from
+        the heir, with no moment where another member could win an election). Returns the heir's pid,
         or None when no member could take it (the totals end with the group; the members elect).
         """
         with self._changed:
@@ -466,8 +474,9 @@ class Hub:
             wired = {pid: to_wire(source.metrics) for pid, source in live.items()}
         heir = None
         worth = bool(final or departed or wired)
+        takeover = [self._listener.fileno()] + ([port.fileno()] if port is not None else [])
         for peer in peers:
-            if not worth and port is None:
+            if not worth and port is None and not pass_listener:
                 break  # nothing to hand over: the members elect the next hub among themselves
             # The other members' latest snapshots count at the heir until they join it.
             message = {
@@ -482,8 +491,8 @@ class Hub:
                 peer.sock.settimeout(_HANDOVER_TIMEOUT)
                 if worth:
                     peer.sock.sendall(wire.encode(message))
-                if port is not None:
-                    wire.send_fds(peer.sock, {"t": "takeover"}, [self._listener.fileno(), port.fileno()])
+                if port is not None or pass_listener:
+                    wire.send_fds(peer.sock, {"t": "takeover"}, takeover)
             except OSError:
                 continue
             heir = peer.pid

@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.group import wire
+from otel_pipeline._internal.group.export import GroupExporter
 from otel_pipeline._internal.group.hub import Hub
 from otel_pipeline._internal.group.merge import Source, to_metrics_data
 from otel_pipeline._internal.group.snapshot import decode, encode
@@ -56,7 +57,13 @@ class Group:
         self.pipeline = pipeline
         #: The pipeline's Prometheus reader: what /metrics serves, and what a member hands over.
         self.reader = reader
-        self.name = wire.abstract_name(config.prometheus_port)
+        #: Whether the hub serves /metrics; a group that only pushes OTLP serves nothing.
+        self.serves = config.exports("prometheus")
+        self.name = (
+            wire.abstract_name(config.prometheus_port)
+            if self.serves
+            else wire.otlp_name(config.prometheus_port, config.service_name)
+        )
         self.role = "idle"  # "hub" | "member" | "alone" | "closed"
         self.hub: Hub | None = None
         self.interval = INTERVAL
@@ -78,7 +85,12 @@ class Group:
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         self._own_previous: dict[str, Source] = {}
+        #: The hub closed with nobody to hand the group to: its last export is the group's totals.
+        self.ended = False
         _wrap(reader, self)
+        for _, exporter in pipeline.export_state.exporters:
+            if isinstance(exporter, GroupExporter):
+                exporter.attach(self, pipeline.resource)  # the merged OTLP stream (group_export="merged")
 
     # -- election ---------------------------------------------------------------------------
 
@@ -180,7 +192,7 @@ class Group:
         self.role = "hub"
         hub.start()
         deadline = time.monotonic() + (ELECTION_TIMEOUT if wait_for_port else 0.0)
-        while True:
+        while self.serves:
             try:
                 server = _start_server(self.pipeline, self.reader, port)
                 break
@@ -192,9 +204,10 @@ class Group:
                 hub.close()  # members that came meanwhile elect again; the inheritance stays here
                 raise
         self._inheritance = {}
-        self.pipeline.server = server
+        if self.serves:
+            self.pipeline.server = server
         _register_exit()
-        logger.debug("worker group: pid %d serves %s for the group", os.getpid(), server.url)
+        logger.debug("worker group: pid %d is the hub of %r", os.getpid(), self.name)
 
     def _joined(
         self,
@@ -293,13 +306,14 @@ class Group:
         hub meanwhile, and a scrape waits in the port's backlog rather than being refused.
         """
         fds, self._fds = self._fds, []
-        if len(fds) < 2:
+        if len(fds) < self._takeover_fds:
             _close_fds(fds)
             return False
         # Even while this process is leaving: it then hands the group on in turn (close() sees
         # the role), rather than take the group's totals down with it.
-        listener, port = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
-        _close_fds(fds[2:])
+        listener = socket.socket(fileno=fds[0])
+        port = socket.socket(fileno=fds[1]) if self.serves else None
+        _close_fds(fds[self._takeover_fds :])
         with self._send_lock:
             self._sock = None
         sock.close()
@@ -308,9 +322,15 @@ class Group:
         except OSError:
             logger.warning("worker group: taking over the port failed", exc_info=True)
             listener.close()
-            port.close()
+            if port is not None:
+                port.close()
             self.role = "alone"
         return True
+
+    @property
+    def _takeover_fds(self) -> int:
+        """Descriptors a closing hub passes to its heir: the group's socket, and the port's if served."""
+        return 2 if self.serves else 1
 
     def _message(self, message: dict[str, Any]) -> int:
         """Handle one message from the hub; returns the refresh it asks for (0: none)."""
@@ -417,6 +437,26 @@ class Group:
         assert resource is not None
         return to_metrics_data(merged, resource, time_ns())
 
+    def export_data(self, own: MetricsData) -> MetricsData | None:
+        """What the group's OTLP stream pushes from this process now (``own``: its collection).
+
+        The merged totals on the hub, and once more from a hub whose close ended the group; None
+        (nothing) on a member and on a hub that handed the group over; ``own`` outside a group.
+        """
+        hub = self.hub
+        role = self.role
+        if role == "member" or (role == "closed" and not (self.ended and hub is not None)):
+            return None
+        if hub is None or role not in ("hub", "closed"):
+            return own  # not in a group (yet, or any more): this process's own stream
+        try:
+            if role == "hub":
+                hub.wait(hub.ask(), self.refresh_timeout)
+            return self._merge(hub, own, "otlp")
+        except Exception:  # pushing fewer than the group's totals would look like a counter reset
+            logger.exception("worker group: merging the members' metrics for OTLP failed")
+            return None
+
     def health(self, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """/health of the group: each component's worst status over the members, with their pids."""
         hub = self.hub
@@ -460,7 +500,8 @@ class Group:
             server.stop()  # connections wait in the port's backlog for the heir
         self.role = "closed"  # from now on the reader collects this process's own points only
         try:
-            hub.close(encode(self._own()), port)
+            heir = hub.close(encode(self._own()), port, pass_listener=not self.serves)
+            self.ended = heir is None
         finally:
             if port is not None:
                 port.close()  # the heir has its own descriptor of it now
@@ -522,18 +563,20 @@ class Group:
             logger.debug("worker group: the hub's last words cannot be read", exc_info=True)
         finally:
             sock.close()
-        if takeover and len(self._fds) >= 2:
+        if takeover and len(self._fds) >= self._takeover_fds:
             fds, self._fds = self._fds, []
             self.role = "member"
             try:
                 self._become_hub(
-                    socket.socket(fileno=fds[0]), wait_for_port=False, port=socket.socket(fileno=fds[1])
+                    socket.socket(fileno=fds[0]),
+                    wait_for_port=False,
+                    port=socket.socket(fileno=fds[1]) if self.serves else None,
                 )
             except OSError:
                 logger.debug("worker group: taking over at exit failed", exc_info=True)
                 return False
             finally:
-                _close_fds(fds[2:])
+                _close_fds(fds[self._takeover_fds :])
             return True
         _close_fds(self._fds)
         return False if acknowledged else None

@@ -12,6 +12,7 @@ A message is 4 bytes of big-endian length, then a JSON object whose ``"t"`` says
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -50,6 +51,15 @@ def available() -> bool:
 def abstract_name(port: int, uid: int | None = None) -> bytes:
     """The group's socket name for a Prometheus port (one group per user and port on a host)."""
     return f"\0otel-pipeline/{os.getuid() if uid is None else uid}/{port}".encode()
+
+
+def otlp_name(port: int, service: str, uid: int | None = None) -> bytes:
+    """The socket name of a group that only pushes OTLP: per user, service and key (``port``).
+
+    Not the port's name: nothing is served on the port, and another service may use it.
+    """
+    digest = hashlib.sha256(service.encode()).hexdigest()[:32]
+    return abstract_name(port, uid) + f"/otlp/{digest}".encode()
 
 
 def bind(name: bytes) -> socket.socket | None:
