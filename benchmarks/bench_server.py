@@ -56,7 +56,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 import otel_pipeline as op
 from benchmarks.scrape import _record
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 
 __all__ = ["run"]
 
@@ -138,7 +138,7 @@ def _writer(stop: threading.Event) -> None:
 class _SameData:
     """A prometheus_client collector over the pipeline's own collection (what the stock OTel reader does)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Runtime) -> None:
         self.pipeline = pipeline
 
     def collect(self) -> Iterator[Any]:

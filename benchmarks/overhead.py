@@ -51,7 +51,7 @@ def _time(cases: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict
     return {name: round(value, 1) for name, value in best.items()}
 
 
-def _configure(rate: float, **options: Any) -> runtime.Pipeline:
+def _configure(rate: float, **options: Any) -> runtime.Runtime:
     """A fresh current pipeline, as configure() builds it (without touching the OTel globals)."""
     runtime.shutdown(timeout=5)
     config = Config.resolve({}, service_name="bench", exporter="none", trace_sample_rate=rate, **options)

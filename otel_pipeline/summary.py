@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from otel_pipeline._internal import strict_json
-from otel_pipeline._internal.runtime import SCOPE_NAME, Pipeline, current
+from otel_pipeline._internal.runtime import SCOPE_NAME, Runtime, current
 
 __all__ = ["SCHEMA_VERSION", "print_summary", "schema", "summary", "write_summary"]
 
@@ -74,7 +74,7 @@ SECTIONS: dict[str, tuple[str, Fields]] = {
 ACTIONS = ("actions.executed", "action.executor", "action.name", "outcome")
 
 
-def summary(pipeline: Pipeline | None = None) -> dict[str, Any]:
+def summary(pipeline: Runtime | None = None) -> dict[str, Any]:
     """The run so far (see docs/summary.md): pipelines and stages, resources, caches, queues, actions.
 
     ``pipeline`` defaults to the configured one. After :func:`otel_pipeline.shutdown` it is the
@@ -95,10 +95,10 @@ def summary(pipeline: Pipeline | None = None) -> dict[str, Any]:
 
 #: The final summary of the last configured pipeline shut down (test captures' are not kept).
 _final: dict[str, Any] | None = None
-_watched: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+_watched: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
-def keep_final_at_shutdown(pipeline: Pipeline | None) -> None:
+def keep_final_at_shutdown(pipeline: Runtime | None) -> None:
     """On install: take a configured pipeline's final summary first thing when it shuts down."""
     global _final
     if pipeline is None or pipeline.captured:
@@ -109,7 +109,7 @@ def keep_final_at_shutdown(pipeline: Pipeline | None) -> None:
         pipeline.on_shutdown.insert(0, lambda: _keep_final(pipeline))
 
 
-def _keep_final(pipeline: Pipeline) -> None:
+def _keep_final(pipeline: Runtime) -> None:
     global _final
     reader = pipeline.local_reader  # pipeline.collect() answers None once shutdown has begun
     _final = _report(pipeline, None if reader is None else reader.get_metrics_data())
@@ -121,7 +121,7 @@ def _forget_final() -> None:
     _final = None
 
 
-def _report(pipeline: Pipeline | None, data: MetricsData | None) -> dict[str, Any]:
+def _report(pipeline: Runtime | None, data: MetricsData | None) -> dict[str, Any]:
     points = _points(data)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -141,7 +141,7 @@ def _report(pipeline: Pipeline | None, data: MetricsData | None) -> dict[str, An
     return report
 
 
-def write_summary(path: str | os.PathLike[str], pipeline: Pipeline | None = None) -> dict[str, Any]:
+def write_summary(path: str | os.PathLike[str], pipeline: Runtime | None = None) -> dict[str, Any]:
     """Write :func:`summary` to ``path`` as JSON (atomically: readers never see half a file); return it.
 
     >>> import json, pathlib, tempfile, otel_pipeline as op
@@ -189,7 +189,7 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def print_summary(pipeline: Pipeline | None = None, *, console: Any = None) -> dict[str, Any]:
+def print_summary(pipeline: Runtime | None = None, *, console: Any = None) -> dict[str, Any]:
     """Print :func:`summary` as tables (with rich, on ``console`` or stdout); return it.
 
     >>> import otel_pipeline as op
@@ -286,7 +286,7 @@ def _pipelines(points: Points) -> dict[str, Any]:
     return report
 
 
-def _resources(pipeline: Pipeline | None) -> dict[str, Any] | None:
+def _resources(pipeline: Runtime | None) -> dict[str, Any] | None:
     from otel_pipeline.hooks.resources import monitor_for
 
     monitor = monitor_for(pipeline)

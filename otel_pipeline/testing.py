@@ -60,7 +60,7 @@ class Capture:
             serve=False,
         )
         self.pipeline.captured = True
-        self._previous: runtime.Pipeline | None = None
+        self._previous: runtime.Runtime | None = None
 
     def __enter__(self) -> Capture:
         if self.strict_internal_errors:

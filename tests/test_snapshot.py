@@ -434,6 +434,8 @@ def test_a_client_that_does_not_read_a_cached_body_is_closed_after_io_timeout(ca
     stuck.connect(("127.0.0.1", server.port))
     try:
         stuck.sendall(b"GET /big HTTP/1.1\r\n\r\n")
+        # Accepted first (on a busy machine the server may not have taken it yet), then closed.
+        wait_until(lambda: server.open_connections == 1, timeout=TIMEOUT, what="the stuck reader accepted")
         wait_until(
             lambda: server.open_connections == 0, timeout=TIMEOUT, what="the stuck reader to be closed"
         )

@@ -12,7 +12,7 @@ import otel_pipeline as op
 from otel_pipeline import _wiring
 from otel_pipeline._internal import runtime
 from otel_pipeline._internal.hook import bind_at_install, hook_health
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.server import MetricsServer, json_response
 from otel_pipeline._internal.wiring import Wiring
 from otel_pipeline.config import Config
@@ -23,7 +23,7 @@ from tests.support.http import request
 
 @pytest.fixture
 def build() -> Iterator[Any]:
-    built: list[Pipeline] = []
+    built: list[Runtime] = []
 
     def make(wiring: Wiring | None = None) -> str:
         config = Config.resolve({}, service_name="wired", prometheus_port=0, worker_group=False)
@@ -71,15 +71,15 @@ def test_an_empty_wiring_serves_metrics_health_and_the_page_only(build: Any) -> 
 def test_a_wiring_of_its_own_adds_its_sources_and_routes_in_order(build: Any) -> None:
     calls: list[str] = []
 
-    def first(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
+    def first(pipeline: Runtime) -> list[tuple[str, str, dict[str, Any]]]:
         calls.append("first")
         return [("db", "degraded", {"lag": 2})]
 
-    def second(pipeline: Pipeline) -> list[tuple[str, str, dict[str, Any]]]:
+    def second(pipeline: Runtime) -> list[tuple[str, str, dict[str, Any]]]:
         calls.append("second")
         return [("cache", "healthy", {})]
 
-    def install(server: MetricsServer, pipeline: Pipeline) -> None:
+    def install(server: MetricsServer, pipeline: Runtime) -> None:
         server.add_route(
             "/hello", lambda path, headers: json_response(200, {"service": pipeline.config.service_name})
         )

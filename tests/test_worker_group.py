@@ -42,9 +42,9 @@ class Side:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.pipelines: list[runtime.Pipeline] = []
+        self.pipelines: list[runtime.Runtime] = []
 
-    def build(self, **options: Any) -> runtime.Pipeline:
+    def build(self, **options: Any) -> runtime.Runtime:
         options = {"service_name": "orders", "prometheus_port": self.port, **options}
         pipeline = runtime.build_pipeline(Config.resolve({}, **options))
         self.pipelines.append(pipeline)
@@ -64,12 +64,12 @@ def side() -> Iterator[Side]:
         made.close()
 
 
-def group_of(pipeline: runtime.Pipeline) -> Group:
+def group_of(pipeline: runtime.Runtime) -> Group:
     assert isinstance(pipeline.group, Group)
     return pipeline.group
 
 
-def count(pipeline: runtime.Pipeline, spec: Any, amount: float, **attributes: Any) -> None:
+def count(pipeline: runtime.Runtime, spec: Any, amount: float, **attributes: Any) -> None:
     """Record into ``pipeline`` directly (the hooks record into the current pipeline only)."""
     assert pipeline.registry is not None
     pipeline.registry.instrument(spec).bind(attributes).add(amount)

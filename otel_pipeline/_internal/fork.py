@@ -89,7 +89,7 @@ def _rebuild() -> None:
 _POOLS = (("_session",), ("_client", "_transport"), ("_client", "_session"))
 
 
-def _release_exporters(pipeline: runtime.Pipeline) -> None:
+def _release_exporters(pipeline: runtime.Runtime) -> None:
     """Close the copied exporters' pooled keep-alive connections to the receiver."""
     for _, exporter in pipeline.export_state.exporters:
         for path in _POOLS:

@@ -38,7 +38,7 @@ from typing_extensions import TypeVar
 from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import AttributeValue, Registry
-from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.runtime import STATE, Runtime
 from otel_pipeline._internal.spec import MetricSpec
 from otel_pipeline._internal.validation import check_count, check_name  # re-exported: hooks import them here
 
@@ -162,7 +162,7 @@ class Hook(Generic[S]):
         except Exception as exc:
             internal_error(f"{self.kind}.bind", exc)
 
-    def _state_on(self, pipeline: Pipeline, registry: Registry) -> S:
+    def _state_on(self, pipeline: Runtime, registry: Registry) -> S:
         """The state of this hook on ``registry`` (``pipeline``'s): bound the first time, then the same."""
         states = registry.hook_states
         state: S | None = states.get(self)
@@ -173,7 +173,7 @@ class Hook(Generic[S]):
             _observe_kind(type(self), registry)
         return state
 
-    def _bind(self, pipeline: Pipeline) -> S:
+    def _bind(self, pipeline: Runtime) -> S:
         """Pre-bind this hook's series on ``pipeline.registry``: its state there."""
         raise NotImplementedError(f"{type(self).__name__} must implement _bind()")
 
@@ -185,7 +185,7 @@ class Hook(Generic[S]):
         return False
 
     @classmethod
-    def _installed(cls, pipeline: Pipeline) -> None:
+    def _installed(cls, pipeline: Runtime) -> None:
         """A pipeline was installed: bind the hooks of this kind that report before they are used."""
         for hook in hooks_of(cls):
             if hook._binds_at_install():
@@ -247,7 +247,7 @@ def _walker(
     return observe
 
 
-def hook_health(pipeline: Pipeline) -> list[Health]:
+def hook_health(pipeline: Runtime) -> list[Health]:
     """The ``/health`` components of the hooks bound to ``pipeline`` (kinds with :meth:`Hook._health`)."""
     registry = pipeline.registry
     if registry is None or STATE.pipeline is not pipeline:
@@ -267,7 +267,7 @@ def hook_health(pipeline: Pipeline) -> list[Health]:
     return found
 
 
-def bind_at_install(pipeline: Pipeline) -> None:
+def bind_at_install(pipeline: Runtime) -> None:
     """A pipeline was installed: each kind binds the hooks that report before they are used."""
     for cls in hook_kinds():
         try:
@@ -375,7 +375,7 @@ def state_on(registry: Registry, key: Any, make: Callable[[], S]) -> S:
     return state
 
 
-def _release_at_shutdown(pipeline: Pipeline) -> None:
+def _release_at_shutdown(pipeline: Runtime) -> None:
     """Once per pipeline: at its shutdown, every hook lets go of what it bound on it."""
     registry = pipeline.registry
     if registry is not None and _release_stale not in registry.hook_states:

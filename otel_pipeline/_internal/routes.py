@@ -16,7 +16,7 @@ from otel_pipeline._internal.snapshot import install_snapshots
 from otel_pipeline._internal.validation import safe_repr
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
 
 __all__ = ["health_report", "health_score", "install_default_routes"]
 
@@ -25,7 +25,7 @@ _RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 LISTED_COMPONENTS = 100
 
 
-def health_report(pipeline: Pipeline) -> tuple[int, dict[str, Any]]:
+def health_report(pipeline: Runtime) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) for /health: 200 when healthy or degraded, 503 when unhealthy.
 
     Status and score cover every component; the body lists at most :data:`LISTED_COMPONENTS`
@@ -84,7 +84,7 @@ def health_score(status: str, components: dict[str, Any]) -> int:
     return math.floor(49 * (1 - unhealthy))
 
 
-def install_default_routes(server: MetricsServer, pipeline: Pipeline, registry: Any) -> None:
+def install_default_routes(server: MetricsServer, pipeline: Runtime, registry: Any) -> None:
     def metrics(path: str, headers: dict[str, str]) -> Response:
         body, content_type = registry.scrape(headers.get("accept", ""))
         return 200, content_type, body

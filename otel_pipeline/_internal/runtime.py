@@ -1,6 +1,6 @@
 """The configured pipeline, the process-wide state the hooks read, and configure/shutdown.
 
-Hooks never hold a provider: they ask :data:`STATE` for the current :class:`Pipeline` and rebind
+Hooks never hold a provider: they ask :data:`STATE` for the current :class:`Runtime` and rebind
 their series when its generation changes (configure, shutdown, a test fixture). That is what lets
 ``q = op.queue("emails")`` be created at import time, before ``configure()``.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_WIRING",
     "STATE",
     "Pipeline",
+    "Runtime",
     "build_pipeline",
     "configure",
     "current",
@@ -51,8 +52,11 @@ SCOPE_NAME = "otel_pipeline"
 SCOPE = InstrumentationScope(SCOPE_NAME, __version__, None, None)
 
 
-class Pipeline:
+class Runtime:
     """A configured pipeline: providers, the hooks' registry, the server. Returned by ``configure()``.
+
+    Public as ``otel_pipeline.Pipeline``; called the runtime inside the package, apart from the
+    pipeline runs of ``op.pipeline()`` (``hooks/pipeline.py``).
 
     >>> import otel_pipeline as op
     >>> pipeline = op.configure(service_name="orders", exporter="none")
@@ -215,6 +219,10 @@ class Pipeline:
                 self.registry.enabled = False
 
 
+#: The public name of the runtime (``otel_pipeline.Pipeline``).
+Pipeline = Runtime
+
+
 def _flush_failed(what: str, error: Exception) -> None:
     # Usually the receiver is down: an operational condition, worth one line rather than a traceback.
     logger.warning("flushing %s at shutdown failed: %s", what, error)
@@ -228,7 +236,7 @@ _globals_set = False
 _atexit_registered = False
 
 
-def install(pipeline: Pipeline | None) -> Pipeline | None:
+def install(pipeline: Runtime | None) -> Runtime | None:
     """Make ``pipeline`` the one hooks record into; returns the previous one. Bumps the generation."""
     with _lock:
         previous = STATE.pipeline
@@ -254,7 +262,7 @@ def build_pipeline(
     resource: Resource | None = None,
     forked: bool = False,
     wiring: Wiring | None = None,
-) -> Pipeline:
+) -> Runtime:
     """Providers, registry and (for the Prometheus exporter) the server, for ``config``.
 
     ``forked``: for a forked child, which leaves the parent's Pushgateway group alone.
@@ -262,7 +270,7 @@ def build_pipeline(
     """
     wiring = DEFAULT_WIRING if wiring is None else wiring
     if not config.enabled:
-        return Pipeline(config, wiring=wiring)
+        return Runtime(config, wiring=wiring)
     resource = resource or providers.build_resource(config)
     built = providers.metric_readers(config, forked=forked)
     readers = built.readers + list(extra_readers or [])
@@ -279,7 +287,7 @@ def build_pipeline(
         config, resource, span_processors, built.export_state
     )
     tracer = HookTracer(tracer_provider.get_tracer(SCOPE_NAME, __version__), config.trace_sample_rate, ids)
-    pipeline = Pipeline(
+    pipeline = Runtime(
         config,
         meter_provider=meter_provider,
         tracer_provider=tracer_provider,
@@ -309,7 +317,7 @@ def set_global_providers(meter_provider: MeterProvider, tracer_provider: TracerP
     otel_trace.set_tracer_provider(tracer_provider)
 
 
-def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Pipeline:
+def configure(environ: Mapping[str, str] | None = None, **options: Any) -> Runtime:
     """See :func:`otel_pipeline.configure` (the public docstring lives there)."""
     global _globals_set, _atexit_registered
     config = Config.resolve(os.environ if environ is None else environ, **options)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from otel_pipeline._internal.server import MetricsServer, Response, Route, wire_response
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
 
 __all__ = [
     "CACHED_ROUTES",
@@ -204,7 +204,7 @@ def invalidate() -> None:
 
 
 def install_snapshots(
-    server: MetricsServer, pipeline: Pipeline, max_age: float | None = None
+    server: MetricsServer, pipeline: Runtime, max_age: float | None = None
 ) -> SnapshotCache:
     """Serve the server's :data:`CACHED_ROUTES` from snapshots; closed when the pipeline shuts down."""
     cache = SnapshotCache(MAX_AGE if max_age is None else max_age)

@@ -11,20 +11,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
 
 __all__ = ["STATE", "current"]
 
 
 @dataclass
 class _State:
-    pipeline: Pipeline | None = None
+    pipeline: Runtime | None = None
     generation: int = 0
 
 
 STATE = _State()
 
 
-def current() -> Pipeline | None:
+def current() -> Runtime | None:
     """The pipeline hooks record into, or None."""
     return STATE.pipeline

@@ -1,6 +1,6 @@
 """/stats, /stats/{name} and /trends: the hooks' current values (and rates) as JSON.
 
-Built from the pipeline's own collection (:meth:`Pipeline.collect`), so it shows exactly what
+Built from the pipeline's own collection (:meth:`Runtime.collect`), so it shows exactly what
 the exporters see: every metric grouped by the hook that declared it (the catalogue's ``hook``
 field) and by the hook's name attribute (``queue.name``, ``circuit_breaker.name`` ... — the first
 ``*.name`` attribute of the point; ``"*"`` for metrics without one). Metrics that are not in the
@@ -28,7 +28,7 @@ from otel_pipeline._internal.trends import Totals, Trends
 from otel_pipeline._internal.wiring import RouteInstaller
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
 
 __all__ = [
     "ALL",
@@ -174,7 +174,7 @@ def totals(data: MetricsData | None) -> Totals:
     return found
 
 
-def _stats(pipeline: Pipeline, name: str | None, collectors: Collectors) -> tuple[int, dict[str, Any]]:
+def _stats(pipeline: Runtime, name: str | None, collectors: Collectors) -> tuple[int, dict[str, Any]]:
     omitted: dict[str, int] = {}
     hooks = stats_document(pipeline.collect_group(), omitted, name)
     body: dict[str, Any] = {"service": pipeline.config.service_name, "time": time.time()}
@@ -202,14 +202,14 @@ def _stats(pipeline: Pipeline, name: str | None, collectors: Collectors) -> tupl
 def stats_routes(collectors: Collectors) -> RouteInstaller:
     """The route installer of /stats, /stats/{name} and /trends, running ``collectors``."""
 
-    def install(server: MetricsServer, pipeline: Pipeline) -> None:
+    def install(server: MetricsServer, pipeline: Runtime) -> None:
         install_stats_routes(server, pipeline, collectors)
 
     return install
 
 
 def install_stats_routes(
-    server: MetricsServer, pipeline: Pipeline, collectors: Collectors = NO_COLLECTORS
+    server: MetricsServer, pipeline: Runtime, collectors: Collectors = NO_COLLECTORS
 ) -> None:
     """Add /stats, /stats/{name} and /trends to ``server``; start the trends snapshotter."""
     trends = Trends(lambda: totals(pipeline.collect_group(refresh=False)))

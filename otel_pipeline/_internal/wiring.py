@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
     from otel_pipeline._internal.server import MetricsServer
 
 __all__ = ["HealthComponent", "HealthSource", "InstallCallback", "RouteInstaller", "Wiring"]
@@ -21,11 +21,11 @@ __all__ = ["HealthComponent", "HealthSource", "InstallCallback", "RouteInstaller
 #: One component of /health: (name, status, details); status is "healthy", "degraded" or "unhealthy".
 HealthComponent = tuple[str, str, dict[str, Any]]
 #: Reports components for /health on the pipeline it is given.
-HealthSource = Callable[["Pipeline"], list[HealthComponent]]
+HealthSource = Callable[["Runtime"], list[HealthComponent]]
 #: Adds routes (e.g. /stats) to a new server of the pipeline it is given.
-RouteInstaller = Callable[["MetricsServer", "Pipeline"], None]
+RouteInstaller = Callable[["MetricsServer", "Runtime"], None]
 #: Runs when the pipeline it is given becomes the current one (hooks bind what they observe).
-InstallCallback = Callable[["Pipeline"], None]
+InstallCallback = Callable[["Runtime"], None]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -93,7 +93,7 @@ class _Action(OutcomeOperation):
 class _Bound:
     __slots__ = ("operations", "pipeline")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Runtime) -> None:
         self.pipeline = pipeline
         self.operations: dict[Key, _Action] = {}
 
@@ -113,7 +113,7 @@ class Actions(Hook[_Bound]):
         #: Timeout-only operations, for actions tracked while instrumentation is off.
         self._untraced: dict[Key, Operation] = {}
 
-    def _bind(self, pipeline: Pipeline) -> _Bound:
+    def _bind(self, pipeline: Runtime) -> _Bound:
         return _Bound(pipeline)
 
     def track(self, action: str, *, timeout: float | None = None) -> TimedScope:

@@ -23,7 +23,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import never_raises
 from otel_pipeline._internal.hook import Health, Hook, check_name, get_hook
 from otel_pipeline._internal.registry import Adds
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import dropped
 
@@ -92,7 +92,7 @@ class _Bound:
 
     __slots__ = ("attributes", "calls", "gauge", "lock", "registry", "state", "transitions", "trips")
 
-    def __init__(self, hook: CircuitBreaker, pipeline: Pipeline) -> None:
+    def __init__(self, hook: CircuitBreaker, pipeline: Runtime) -> None:
         registry = pipeline.registry
         assert registry is not None
         self.registry = registry
@@ -144,11 +144,11 @@ class CircuitBreaker(Hook[_Bound]):
 
     kind = "circuit breaker"
 
-    def _bind(self, pipeline: Pipeline) -> _Bound:
+    def _bind(self, pipeline: Runtime) -> _Bound:
         return _Bound(self, pipeline)
 
     @classmethod
-    def _installed(cls, pipeline: Pipeline) -> None:
+    def _installed(cls, pipeline: Runtime) -> None:
         """A new pipeline reports the instrumented pybreaker breakers at once, in their current state."""
         for breaker, hook in list(_INSTRUMENTED.items()):
             _sync(breaker, hook)

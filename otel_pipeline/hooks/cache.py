@@ -23,7 +23,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import MAX_AMOUNT, amount, countable, safe_repr
 
@@ -176,7 +176,7 @@ class Cache(Hook[_State]):
 
     # -- binding ----------------------------------------------------------------------------
 
-    def _bind(self, pipeline: Pipeline) -> _State:
+    def _bind(self, pipeline: Runtime) -> _State:
         registry = pipeline.registry
         assert registry is not None
         state = _State(self, registry)

@@ -20,7 +20,7 @@ from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, TimedScope
 from otel_pipeline._internal.validation import amount
@@ -64,7 +64,7 @@ class _Save(OutcomeOperation):
 
     __slots__ = ("last_success",)
 
-    def __init__(self, hook: Checkpoint, pipeline: Pipeline, attributes: dict[str, Any]) -> None:
+    def __init__(self, hook: Checkpoint, pipeline: Runtime, attributes: dict[str, Any]) -> None:
         registry = pipeline.registry
         assert registry is not None
         outcomes = OutcomeSeries(registry, SAVES, SAVE_DURATION, None, attributes)
@@ -80,7 +80,7 @@ class _Save(OutcomeOperation):
 class _Bound:
     __slots__ = ("recoveries", "save")
 
-    def __init__(self, hook: Checkpoint, pipeline: Pipeline) -> None:
+    def __init__(self, hook: Checkpoint, pipeline: Runtime) -> None:
         assert pipeline.registry is not None
         attributes = {"checkpoint.name": hook.name}
         self.save = _Save(hook, pipeline, attributes)
@@ -99,7 +99,7 @@ class Checkpoint(Hook[_Bound]):
 
     kind = "checkpoint"
 
-    def _bind(self, pipeline: Pipeline) -> _Bound:
+    def _bind(self, pipeline: Runtime) -> _Bound:
         return _Bound(self, pipeline)
 
     def save(self) -> TimedScope:

@@ -16,7 +16,7 @@ from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, Points, get_hook, observes
 from otel_pipeline._internal.registry import Registry
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import NOT_RECORDED, flag
 
@@ -65,7 +65,7 @@ class Dedup(Hook[_State]):
 
     kind = "dedup"
 
-    def _bind(self, pipeline: Pipeline) -> _State:
+    def _bind(self, pipeline: Runtime) -> _State:
         registry = pipeline.registry
         assert registry is not None
         return _State(self, registry)

@@ -31,7 +31,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
 from otel_pipeline._internal.registry import Records
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 
 __all__ = ["EventLoopMonitor", "monitor_event_loop"]
@@ -58,7 +58,7 @@ class _LoopLag(Hook[Records]):
     def _attributes(self) -> dict[str, str]:
         return {LOOP_NAME: self.name}
 
-    def _bind(self, pipeline: Pipeline) -> Records:
+    def _bind(self, pipeline: Runtime) -> Records:
         registry = pipeline.registry
         assert registry is not None
         return registry.instrument(LAG).bind(self._attributes())

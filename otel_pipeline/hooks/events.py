@@ -15,7 +15,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, TimedScope
 from otel_pipeline._internal.validation import identifier, label
@@ -56,7 +56,7 @@ _MAX_TYPES = 256
 class _Bound:
     __slots__ = ("operations", "pipeline")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Runtime) -> None:
         self.pipeline = pipeline
         self.operations: dict[str, OutcomeOperation] = {}
 
@@ -74,7 +74,7 @@ class Events(Hook[_Bound]):
 
     kind = "events"
 
-    def _bind(self, pipeline: Pipeline) -> _Bound:
+    def _bind(self, pipeline: Runtime) -> _Bound:
         return _Bound(pipeline)
 
     def process(self, event_type: str, *, event_id: str | int | None = None) -> TimedScope:

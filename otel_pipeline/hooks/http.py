@@ -34,7 +34,7 @@ from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, get_hook
 from otel_pipeline._internal.registry import Adds, Instrument, Records
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope, error_type
@@ -102,7 +102,7 @@ class _Server(Hook[_ServerState]):
 
     kind = "http server"
 
-    def _bind(self, pipeline: Pipeline) -> _ServerState:
+    def _bind(self, pipeline: Runtime) -> _ServerState:
         registry = pipeline.registry
         assert registry is not None
         return _ServerState(
@@ -612,7 +612,7 @@ class HttpClient(Hook[_ClientState]):
         super().__init__(name)
         self._known = known_methods()
 
-    def _bind(self, pipeline: Pipeline) -> _ClientState:
+    def _bind(self, pipeline: Runtime) -> _ClientState:
         assert pipeline.registry is not None
         return _ClientState(pipeline.registry.instrument(CLIENT_DURATION), _ClientTracer(pipeline.tracer))
 

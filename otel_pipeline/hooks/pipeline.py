@@ -38,7 +38,7 @@ from otel_pipeline._internal.hook import (
 )
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries
 from otel_pipeline._internal.registry import Adds
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Timed, decorate
 from otel_pipeline._internal.validation import amount, is_amount, safe_repr
@@ -300,7 +300,7 @@ class _StageOp(OutcomeOperation):
 
     __slots__ = ("_pipeline", "_stage", "_started", "items")
 
-    def __init__(self, hook: PipelineHook, name: str, pipeline_: Pipeline) -> None:
+    def __init__(self, hook: PipelineHook, name: str, pipeline_: Runtime) -> None:
         registry = pipeline_.registry
         assert registry is not None
         attributes = {PIPELINE: hook.name, STAGE: name}
@@ -390,7 +390,7 @@ class _Bound:
 
     __slots__ = ("_hook", "_names", "_stages", "pipeline", "runs", "started")
 
-    def __init__(self, hook: PipelineHook, pipeline_: Pipeline) -> None:
+    def __init__(self, hook: PipelineHook, pipeline_: Runtime) -> None:
         registry = pipeline_.registry
         assert registry is not None
         attributes = {PIPELINE: hook.name}
@@ -428,7 +428,7 @@ class PipelineHook(Hook[_Bound]):
 
     kind = "pipeline"
 
-    def _bind(self, pipeline_: Pipeline) -> _Bound:
+    def _bind(self, pipeline_: Runtime) -> _Bound:
         return _Bound(self, pipeline_)
 
     def run(self, summary_path: Path | None = None) -> Any:

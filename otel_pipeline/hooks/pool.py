@@ -22,7 +22,7 @@ from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -112,7 +112,7 @@ class _Bound:
         "wait_time",
     )
 
-    def __init__(self, hook: ConnectionPool, pipeline: Pipeline) -> None:
+    def __init__(self, hook: ConnectionPool, pipeline: Runtime) -> None:
         registry = pipeline.registry
         assert registry is not None
         self.attributes = {POOL: hook.name}
@@ -185,7 +185,7 @@ class ConnectionPool(Hook[_Bound]):
         self.max_size: int | None = None
         self._readings: dict[str, Reading] = {}
 
-    def _bind(self, pipeline: Pipeline) -> _Bound:
+    def _bind(self, pipeline: Runtime) -> _Bound:
         return _Bound(self, pipeline)
 
     def _binds_at_install(self) -> bool:

@@ -35,7 +35,7 @@ from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.hook import Hook, Points, check_count, get_hook, observes
 from otel_pipeline._internal.outcomes import OutcomeOperation, OutcomeSeries, failure_attributes
 from otel_pipeline._internal.registry import Adds
-from otel_pipeline._internal.runtime import STATE, Pipeline
+from otel_pipeline._internal.runtime import STATE, Runtime
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
@@ -391,7 +391,7 @@ class _Lane:
 class _State:
     """A queue's series and tracked depths on one pipeline's registry."""
 
-    def __init__(self, hook: Queue, pipeline: Pipeline) -> None:
+    def __init__(self, hook: Queue, pipeline: Runtime) -> None:
         registry = pipeline.registry
         assert registry is not None
         self.pipeline = pipeline
@@ -487,7 +487,7 @@ class Queue(Hook[_State]):
         #: Worker scopes open now, in any thread: processing() looks for its worker only if > 0.
         self._workers_open = 0
 
-    def _bind(self, pipeline: Pipeline) -> _State:
+    def _bind(self, pipeline: Runtime) -> _State:
         # The base keeps it on the registry: tracked depths survive the queue binding there again.
         return _State(self, pipeline)
 

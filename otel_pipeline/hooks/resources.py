@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.errors import logger, warn_once
 from otel_pipeline._internal.registry import Observed
-from otel_pipeline._internal.runtime import Pipeline, current
+from otel_pipeline._internal.runtime import Runtime, current
 from otel_pipeline._internal.spec import Kind, MetricSpec
 from otel_pipeline._internal.validation import check_seconds, observed, safe_repr
 
@@ -199,7 +199,7 @@ class ResourceMonitor:
     Get it with :func:`otel_pipeline.monitor_resources`.
     """
 
-    def __init__(self, pipeline: Pipeline | None, interval: float, source: ProcessSource) -> None:
+    def __init__(self, pipeline: Runtime | None, interval: float, source: ProcessSource) -> None:
         self.pipeline = pipeline
         self.interval = interval
         self.source = source
@@ -308,13 +308,13 @@ _MONITOR: ResourceMonitor | None = None
 _MONITOR_LOCK = threading.Lock()
 
 
-def monitor_for(pipeline: Pipeline | None) -> ResourceMonitor | None:
+def monitor_for(pipeline: Runtime | None) -> ResourceMonitor | None:
     """The monitor started on ``pipeline`` (running or stopped), or None."""
     monitor = _MONITOR
     return monitor if monitor is not None and pipeline is not None and monitor.pipeline is pipeline else None
 
 
-def _observer(pipeline: Pipeline, spec: MetricSpec) -> Callable[[], Observed]:
+def _observer(pipeline: Runtime, spec: MetricSpec) -> Callable[[], Observed]:
     def observe() -> Observed:
         monitor = monitor_for(pipeline)
         return [] if monitor is None else monitor.observe(spec)

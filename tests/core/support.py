@@ -24,7 +24,7 @@ SPECS = {"counter": COUNTER, "updown": UPDOWN, "gauge": GAUGE, "histogram": HIST
 
 
 @contextmanager
-def pipeline_in(mode: str, **options: Any) -> Iterator[runtime.Pipeline]:
+def pipeline_in(mode: str, **options: Any) -> Iterator[runtime.Runtime]:
     """A current pipeline with the local reader, plus ``extra_readers=[...]`` if given."""
     extra_readers = options.pop("extra_readers", None)
     config = Config.resolve({}, service_name="diff", exporter="none", instrument_mode=mode, **options)

@@ -88,7 +88,7 @@ def _options(exporter: str) -> dict[str, Any]:
     )
 
 
-def _scrape(pipeline: runtime.Pipeline) -> None:
+def _scrape(pipeline: runtime.Runtime) -> None:
     if pipeline.server is None:
         return
     for route in ("/metrics", "/health", "/stats", "/trends"):

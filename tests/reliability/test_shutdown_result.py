@@ -106,7 +106,7 @@ class _Spans(SpanExporter):
         return self.result
 
 
-def _pipeline(metrics: _Metrics, spans: _Spans | None = None) -> runtime.Pipeline:
+def _pipeline(metrics: _Metrics, spans: _Spans | None = None) -> runtime.Runtime:
     config = Config.resolve({}, service_name="result", exporter="none")
     processors: list[SpanProcessor] = []
     if spans is not None:

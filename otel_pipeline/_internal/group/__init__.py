@@ -22,13 +22,13 @@ from otel_pipeline._internal.group import wire
 from otel_pipeline._internal.group.node import Group
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
     from otel_pipeline.config import Config
 
 __all__ = ["Group", "after_fork_in_child", "merged_otlp", "serve", "wanted"]
 
 
-def wanted(pipeline: Pipeline) -> bool:
+def wanted(pipeline: Runtime) -> bool:
     """Whether ``pipeline`` is part of a worker group (not: opted out, port 0, not Linux).
 
     A group serves /metrics (``exporter="prometheus"``), pushes one merged OTLP stream
@@ -46,7 +46,7 @@ def merged_otlp(config: Config) -> bool:
     return config.worker_group and config.group_export == "merged" and config.exports("otlp")
 
 
-def serve(pipeline: Pipeline, reader: Any) -> None:
+def serve(pipeline: Runtime, reader: Any) -> None:
     """Serve /metrics for ``pipeline``: alone, or as the hub or a member of its worker group.
 
     A process that only pushes OTLP serves nothing: ``reader`` is then its group's hand-over.
@@ -68,7 +68,7 @@ def serve(pipeline: Pipeline, reader: Any) -> None:
     pipeline.on_shutdown.append(group.close)
 
 
-def after_fork_in_child(parent: Pipeline, child: Pipeline) -> bool:
+def after_fork_in_child(parent: Runtime, child: Runtime) -> bool:
     """In a forked child: drop the parent's group sockets; the child joins the group. True if it did."""
     group = parent.group
     if not isinstance(group, Group):

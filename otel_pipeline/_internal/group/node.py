@@ -33,7 +33,7 @@ from otel_pipeline._internal.group.merge import Source, to_metrics_data
 from otel_pipeline._internal.group.snapshot import decode, encode
 
 if TYPE_CHECKING:
-    from otel_pipeline._internal.runtime import Pipeline
+    from otel_pipeline._internal.runtime import Runtime
 
 __all__ = ["INTERVAL", "Group"]
 
@@ -52,7 +52,7 @@ FINAL_TIMEOUT = 5.0
 class Group:
     """The group side of one pipeline: its role, the hub or the member connection."""
 
-    def __init__(self, pipeline: Pipeline, reader: Any) -> None:
+    def __init__(self, pipeline: Runtime, reader: Any) -> None:
         config = pipeline.config
         self.pipeline = pipeline
         #: The pipeline's Prometheus reader: what /metrics serves, and what a member hands over.
@@ -640,7 +640,7 @@ def _close_fds(fds: list[int]) -> None:
     fds.clear()
 
 
-def _start_server(pipeline: Pipeline, reader: Any, listener: socket.socket | None = None) -> Any:
+def _start_server(pipeline: Runtime, reader: Any, listener: socket.socket | None = None) -> Any:
     """The HTTP server with the default routes, started (raises OSError when the port is taken)."""
     from otel_pipeline._internal.routes import install_default_routes
     from otel_pipeline._internal.server import MetricsServer

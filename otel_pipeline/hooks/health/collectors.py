@@ -17,7 +17,7 @@ from typing import Any
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
 from otel_pipeline._internal.probes import Probe, checked_function, checked_seconds, checked_ttl, run_probes
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.snapshot import invalidate as invalidate_snapshots
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.validation import safe_repr
@@ -99,7 +99,7 @@ class _Collection(Hook["tuple[Any, Any]"]):
 
     kind = "stats collection"
 
-    def _bind(self, pipeline: Pipeline) -> tuple[Any, Any]:
+    def _bind(self, pipeline: Runtime) -> tuple[Any, Any]:
         registry = pipeline.registry
         assert registry is not None
         return registry.instrument(COLLECTION_DURATION).bind(), registry.instrument(COLLECTOR_RUNS)

@@ -14,7 +14,7 @@ from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Health, Hook, get_hook
 from otel_pipeline._internal.probes import checked_seconds
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
 
@@ -64,7 +64,7 @@ REFRESH_DURATION = declare(
 class _RefreshSeries:
     __slots__ = ("bound_at", "interval", "last_success", "last_success_at", "run", "running")
 
-    def __init__(self, hook: RefreshJob, pipeline: Pipeline) -> None:
+    def __init__(self, hook: RefreshJob, pipeline: Runtime) -> None:
         registry = pipeline.registry
         assert registry is not None
         attributes = {REFRESH: hook.name}
@@ -82,7 +82,7 @@ class _Refresh(Operation):
 
     __slots__ = ("_name", "_registry", "_series", "_success")
 
-    def __init__(self, hook: RefreshJob, pipeline: Pipeline, series: _RefreshSeries) -> None:
+    def __init__(self, hook: RefreshJob, pipeline: Runtime, series: _RefreshSeries) -> None:
         super().__init__(pipeline.tracer, f"refresh {hook.name}", {REFRESH: hook.name}, hook.running)
         assert pipeline.registry is not None
         self._name = hook.name
@@ -120,7 +120,7 @@ class RefreshJob(Hook["_RefreshSeries"]):
         super().__init__(name)
         self.interval = interval
 
-    def _bind(self, pipeline: Pipeline) -> _RefreshSeries:
+    def _bind(self, pipeline: Runtime) -> _RefreshSeries:
         return _RefreshSeries(self, pipeline)
 
     def running(self) -> TimedScope:

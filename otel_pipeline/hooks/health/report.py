@@ -14,13 +14,13 @@ the other hooks that report (breakers): ``_internal/hook.py``'s ``hook_health``.
 
 from __future__ import annotations
 
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.wiring import HealthComponent
 from otel_pipeline.hooks.health.checks import check_components
 
 __all__ = ["health_components"]
 
 
-def health_components(pipeline: Pipeline) -> list[HealthComponent]:
+def health_components(pipeline: Runtime) -> list[HealthComponent]:
     """/health: the registered checks, run now (after the hooks' components: a check wins a name)."""
     return check_components()

@@ -16,7 +16,7 @@ from typing import Any
 from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Health, Hook, get_hook
-from otel_pipeline._internal.runtime import Pipeline
+from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
 from otel_pipeline._internal.validation import MAX_AMOUNT, safe_repr
@@ -84,7 +84,7 @@ class _TargetSeries:
         "succeeded",
     )
 
-    def __init__(self, hook: HealthTarget, pipeline: Pipeline) -> None:
+    def __init__(self, hook: HealthTarget, pipeline: Runtime) -> None:
         registry = pipeline.registry
         assert registry is not None
         attributes = {TARGET: hook.name}
@@ -105,7 +105,7 @@ class _TargetProbe(Operation):
 
     __slots__ = ("_hook",)
 
-    def __init__(self, hook: HealthTarget, pipeline: Pipeline) -> None:
+    def __init__(self, hook: HealthTarget, pipeline: Runtime) -> None:
         super().__init__(pipeline.tracer, f"health.probe {hook.name}", {TARGET: hook.name}, hook.probe)
         self._hook = hook
 
@@ -127,7 +127,7 @@ class HealthTarget(Hook["_TargetSeries"]):
         self.unhealthy_after = unhealthy_after
         self.window = window
 
-    def _bind(self, pipeline: Pipeline) -> _TargetSeries:
+    def _bind(self, pipeline: Runtime) -> _TargetSeries:
         return _TargetSeries(self, pipeline)
 
     def success(self) -> None:
