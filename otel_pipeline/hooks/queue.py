@@ -526,14 +526,15 @@ class Queue(Hook[_State]):
         if type(count) is not int or not 0 <= count <= MAX_AMOUNT:  # noqa: SIM102
             if amount(self, "enqueued", "count", count) is None:
                 return
-        key = _priority(self, "enqueued", priority)
+        key = None if priority is None else _priority(self, "enqueued", priority)
         if job_type is not None or carrier is not None:
             self._enqueued(count, key, job_type, carrier)
             return
         try:
             state = self._current()
             if state is not None:
-                state.lane(self, key).enqueued.add(count)
+                # The lane made before is the usual case: one dictionary lookup, no call.
+                (state.lanes.get(key) or state.lane(self, key)).enqueued.add(count)
                 state.depth.add(count)
         except Exception as exc:
             internal_error("queue.enqueued", exc)
