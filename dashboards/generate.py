@@ -18,7 +18,16 @@ from dashboards.defaults import FILE_STEM as DEFAULTS_STEM
 from dashboards.model import to_json
 from dashboards.rules import alert_rules_yaml, recording_rules_yaml
 
-__all__ = ["DASHBOARDS_DIR", "RULES_DIR", "generated_files", "leftover_files", "main", "stale_files"]
+__all__ = [
+    "DASHBOARDS_DIR",
+    "RULES_DIR",
+    "differing",
+    "generated_files",
+    "leftover_files",
+    "main",
+    "stale_files",
+    "sync",
+]
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent
 RULES_DIR = DASHBOARDS_DIR / "rules"
@@ -42,9 +51,34 @@ def leftover_files(files: dict[Path, str] | None = None) -> list[Path]:
 def stale_files() -> list[Path]:
     """Generated files whose committed text differs from what the code generates, missing or left over."""
     files = generated_files()
+    return differing(files) + leftover_files(files)
+
+
+def differing(files: dict[Path, str]) -> list[Path]:
+    """The paths of ``files`` missing or whose text is not the one given."""
     return [
         path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text
-    ] + leftover_files(files)
+    ]
+
+
+def sync(files: dict[Path, str], leftovers: list[Path], *, check: bool, command: str) -> int:
+    """Write ``files`` that differ and remove ``leftovers``; with ``check``, name them and write nothing.
+
+    The exit status: 1 when ``check`` found a stale file, else 0. ``tools.generate`` uses it too.
+    """
+    if check:
+        stale = differing(files) + leftovers
+        for path in stale:
+            print(f"stale: {path} (run: {command})", file=sys.stderr)
+        return 1 if stale else 0
+    for path in differing(files):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path], encoding="utf-8")
+        print(f"wrote {path}")
+    for path in leftovers:
+        path.unlink()
+        print(f"removed {path} (no longer generated)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,20 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboards.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files()
-        for path in stale:
-            print(f"stale: {path} (run: python -m dashboards.generate)", file=sys.stderr)
-        return 1 if stale else 0
-    RULES_DIR.mkdir(exist_ok=True)
     files = generated_files()
-    for path, text in files.items():
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
-    for path in leftover_files(files):
-        path.unlink()
-        print(f"removed {path} (no longer generated)")
-    return 0
+    return sync(files, leftover_files(files), check=args.check, command="python -m dashboards.generate")
 
 
 if __name__ == "__main__":

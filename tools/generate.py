@@ -10,7 +10,6 @@ is left over from an earlier generation, and writes nothing.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +34,7 @@ def leftover_files(files: dict[Path, str]) -> list[Path]:
 def stale_files() -> list[Path]:
     """The generated files that differ from what the code generates, are missing or left over."""
     files = generated_files()
-    stale = [
-        path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text
-    ]
-    return stale + leftover_files(files)
+    return dashboards.differing(files) + leftover_files(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,21 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 naming the stale files; write nothing")
     args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files()
-        for path in stale:
-            print(f"stale: {path} (run: {COMMAND})", file=sys.stderr)
-        return 1 if stale else 0
     files = generated_files()
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    for path in leftover_files(files):
-        path.unlink()
-        print(f"removed {path} (no longer generated)")
-    return 0
+    return dashboards.sync(files, leftover_files(files), check=args.check, command=COMMAND)
 
 
 if __name__ == "__main__":
