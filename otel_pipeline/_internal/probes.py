@@ -20,34 +20,9 @@ from time import perf_counter
 from typing import Any
 
 from otel_pipeline._internal.errors import logger
-from otel_pipeline._internal.validation import check_seconds, safe_repr
+from otel_pipeline._internal.validation import safe_repr
 
-__all__ = ["Outcome", "Probe", "checked_function", "checked_seconds", "checked_ttl", "run_probes"]
-
-
-def checked_seconds(what: str, value: object) -> float:
-    """A number of seconds > 0 (``timeout``, ``interval``); TypeError/ValueError naming the bad value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"otel_pipeline: {what} must be a number, got {type(value).__name__} {safe_repr(value)}"
-        )
-    return check_seconds(what, value)
-
-
-def checked_ttl(value: object) -> float:
-    """How long a result is reused: seconds >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"otel_pipeline: ttl must be a number, got {type(value).__name__} {safe_repr(value)}")
-    return check_seconds("ttl", value, zero=True)
-
-
-def checked_function(what: str, function: object) -> Callable[[], Any]:
-    """``function`` if it is callable; TypeError naming it otherwise."""
-    if not callable(function):
-        raise TypeError(
-            f"otel_pipeline: {what} must be a function, got {type(function).__name__} {safe_repr(function)}"
-        )
-    return function
+__all__ = ["Outcome", "Probe", "run_probes"]
 
 
 @dataclass

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from otel_pipeline._internal.errors import warn_once
 
@@ -44,6 +45,11 @@ __all__ = [
     "check_flag",
     "check_name",
     "check_seconds",
+    "check_timeout",
+    "check_whole",
+    "checked_function",
+    "checked_seconds",
+    "checked_ttl",
     "countable",
     "drop_point",
     "dropped",
@@ -168,6 +174,50 @@ def check_seconds(what: str, value: object, *, zero: bool = False) -> float:
             f"{'>=' if zero else '>'} 0 (finite, at most {MAX_SECONDS:g})"
         )
     return float(value)
+
+
+def checked_seconds(what: str, value: object) -> float:
+    """A number of seconds > 0 (``timeout``, ``interval``); TypeError/ValueError naming the bad value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"otel_pipeline: {what} must be a number, got {type(value).__name__} {safe_repr(value)}"
+        )
+    return check_seconds(what, value)
+
+
+def checked_ttl(value: object) -> float:
+    """How long a result is reused: seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"otel_pipeline: ttl must be a number, got {type(value).__name__} {safe_repr(value)}")
+    return check_seconds("ttl", value, zero=True)
+
+
+def checked_function(what: str, function: object) -> Callable[[], Any]:
+    """``function`` if it is callable; TypeError naming it otherwise."""
+    if not callable(function):
+        raise TypeError(
+            f"otel_pipeline: {what} must be a function, got {type(function).__name__} {safe_repr(function)}"
+        )
+    return function
+
+
+def check_timeout(timeout: object) -> float | None:
+    """None (no limit) or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"otel_pipeline: timeout must be a number of seconds or None, got {type(timeout).__name__} "
+            f"{safe_repr(timeout)}"
+        )
+    return check_seconds("timeout", timeout)
+
+
+def check_whole(what: str, value: object) -> int:
+    """An integer >= 1 (``unhealthy_after``, ``window``); ValueError naming the bad value."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
+        raise ValueError(f"otel_pipeline: {what}={safe_repr(value)} is not valid; use an integer >= 1")
+    return value
 
 
 def finite(value: object) -> bool:

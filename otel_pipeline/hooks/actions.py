@@ -30,7 +30,7 @@ from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spans import HookTracer
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import check_seconds, label, safe_repr
+from otel_pipeline._internal.validation import check_timeout, label, safe_repr
 
 __all__ = ["Actions", "InstrumentedExecutor", "actions"]
 
@@ -61,18 +61,6 @@ _MAX_ACTIONS = 256
 _UNTRACED = HookTracer(None, 0.0, None)
 
 Key = tuple[str, float | None]
-
-
-def check_timeout(timeout: object) -> float | None:
-    """None (no limit) or a finite number of seconds > 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"otel_pipeline: timeout must be a number of seconds or None, got {type(timeout).__name__} "
-            f"{safe_repr(timeout)}"
-        )
-    return check_seconds("timeout", timeout)
 
 
 class _Action(OutcomeOperation):

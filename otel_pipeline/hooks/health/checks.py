@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_pipeline._internal.hook import check_name
-from otel_pipeline._internal.probes import (
-    Outcome,
-    Probe,
+from otel_pipeline._internal.probes import Outcome, Probe, run_probes
+from otel_pipeline._internal.snapshot import invalidate as invalidate_snapshots
+from otel_pipeline._internal.validation import (
+    check_flag,
     checked_function,
     checked_seconds,
     checked_ttl,
-    run_probes,
+    safe_repr,
 )
-from otel_pipeline._internal.snapshot import invalidate as invalidate_snapshots
-from otel_pipeline._internal.validation import check_flag, safe_repr
 from otel_pipeline._internal.wiring import HealthComponent
 from otel_pipeline.hooks.health.targets import health_target
 

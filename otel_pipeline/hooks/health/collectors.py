@@ -16,11 +16,11 @@ from typing import Any
 
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Hook, check_name, get_hook
-from otel_pipeline._internal.probes import Probe, checked_function, checked_seconds, checked_ttl, run_probes
+from otel_pipeline._internal.probes import Probe, run_probes
 from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.snapshot import invalidate as invalidate_snapshots
 from otel_pipeline._internal.spec import Kind
-from otel_pipeline._internal.validation import safe_repr
+from otel_pipeline._internal.validation import checked_function, checked_seconds, checked_ttl, safe_repr
 
 __all__ = ["collect_stats", "collector_names", "register_collector", "unregister_collector"]
 

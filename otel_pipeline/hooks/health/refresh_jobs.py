@@ -13,10 +13,10 @@ from typing import Any
 from otel_pipeline._internal.boundary import internal_error
 from otel_pipeline._internal.catalogue import declare
 from otel_pipeline._internal.hook import Health, Hook, get_hook
-from otel_pipeline._internal.probes import checked_seconds
 from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
+from otel_pipeline._internal.validation import checked_seconds
 
 __all__ = ["RefreshJob", "refresh_job"]
 

@@ -19,7 +19,7 @@ from otel_pipeline._internal.hook import Health, Hook, get_hook
 from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
 from otel_pipeline._internal.timed import Noop, Operation, Timed, TimedScope
-from otel_pipeline._internal.validation import MAX_AMOUNT, safe_repr
+from otel_pipeline._internal.validation import check_whole
 
 __all__ = ["TARGET_STATUSES", "HealthTarget", "health_target"]
 
@@ -63,12 +63,6 @@ PROBES = declare(
     [TARGET, "outcome"],
     hook=HOOK,
 )
-
-
-def _check_whole(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
-        raise ValueError(f"otel_pipeline: {what}={safe_repr(value)} is not valid; use an integer >= 1")
-    return value
 
 
 class _TargetSeries:
@@ -214,7 +208,7 @@ def health_target(
     """
     hook = get_hook(HealthTarget, name)
     if unhealthy_after is not None:
-        hook.unhealthy_after = _check_whole("unhealthy_after", unhealthy_after)
+        hook.unhealthy_after = check_whole("unhealthy_after", unhealthy_after)
     if window is not None:
-        hook.window = _check_whole("window", window)
+        hook.window = check_whole("window", window)
     return hook
