@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import weakref
 from types import TracebackType
@@ -33,6 +32,7 @@ from otel_pipeline._internal.hook import Hook, check_name, get_hook
 from otel_pipeline._internal.registry import Records
 from otel_pipeline._internal.runtime import Runtime
 from otel_pipeline._internal.spec import Kind
+from otel_pipeline._internal.validation import check_seconds, safe_repr
 
 __all__ = ["EventLoopMonitor", "monitor_event_loop"]
 
@@ -213,12 +213,7 @@ def monitor_event_loop(
     >>> monitor.stop()
     >>> loop.close()
     """
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-        raise TypeError(
-            f"otel_pipeline: interval must be a number of seconds, got {type(interval).__name__} {interval!r}"
-        )
-    if not interval > 0 or math.isinf(interval):
-        raise ValueError(f"otel_pipeline: interval={interval!r} is not valid; use a number of seconds > 0")
+    interval = check_seconds("interval", interval)
     if name is not None:
         check_name("event loop name", name)
     if loop is None:
@@ -232,10 +227,12 @@ def monitor_event_loop(
     elif not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(
             f"otel_pipeline: loop must be an asyncio event loop (or None for the running one), got "
-            f"{type(loop).__name__} {loop!r}"
+            f"{type(loop).__name__} {safe_repr(loop)}"
         )
     if loop.is_closed():
-        raise ValueError(f"otel_pipeline: loop {loop!r} is closed; monitor a loop that can still run")
+        raise ValueError(
+            f"otel_pipeline: loop {safe_repr(loop)} is closed; monitor a loop that can still run"
+        )
     with _MONITORS_LOCK:
         existing = _MONITORS.get(loop)
         if existing is not None and existing.running:

@@ -52,6 +52,7 @@ from otel_pipeline._internal.hook import check_name, get_hook, state_on
 from otel_pipeline._internal.outcomes import OutcomeSeries, failure_attributes
 from otel_pipeline._internal.registry import Registry
 from otel_pipeline._internal.runtime import STATE
+from otel_pipeline._internal.validation import safe_repr
 from otel_pipeline.hooks import queue as queue_hook
 from otel_pipeline.hooks.queue import Queue
 
@@ -543,7 +544,7 @@ def _check_executor(what: str, executor: object) -> None:
     if not isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)):
         raise TypeError(
             f"otel_pipeline: {what}() takes a concurrent.futures.ThreadPoolExecutor or "
-            f"ProcessPoolExecutor (or a subclass), got {type(executor).__name__} {executor!r}"
+            f"ProcessPoolExecutor (or a subclass), got {type(executor).__name__} {safe_repr(executor)}"
         )
 
 

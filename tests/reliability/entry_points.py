@@ -16,6 +16,7 @@ import functools
 import queue as stdlib_queue
 from collections import namedtuple
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import otel_pipeline as op
@@ -316,9 +317,40 @@ def _http_calls() -> dict[str, Callable[[Any], Any]]:
     return calls
 
 
+def _instrumented_executor(name: Any) -> None:
+    pool = ThreadPoolExecutor(1)
+    try:
+        op.instrument_executor(pool, name)
+        op.uninstrument_executor(pool)
+    finally:
+        pool.shutdown()
+
+
+def _monitored_loop(**options: Any) -> None:
+    async def main() -> None:
+        op.monitor_event_loop(**options).stop()
+
+    asyncio.run(main())
+
+
+def _framework_calls() -> dict[str, Callable[[Any], Any]]:
+    return {
+        "instrument_executor(executor)": lambda v: op.instrument_executor(v, "fuzz-executor"),
+        "instrument_executor(name)": _instrumented_executor,
+        "monitor_event_loop(loop)": lambda v: _monitored_loop(loop=v),
+        "monitor_event_loop(interval)": lambda v: _monitored_loop(interval=v),
+        "monitor_event_loop(name)": lambda v: _monitored_loop(name=v),
+    }
+
+
 #: Entry points that create or configure something: a bad value raises TypeError/ValueError there.
 #: Every other entry point records (or reads) a value and must never raise.
 CONFIGURATION = {
+    "instrument_executor(executor)",
+    "instrument_executor(name)",
+    "monitor_event_loop(loop)",
+    "monitor_event_loop(interval)",
+    "monitor_event_loop(name)",
     "queue(name)",
     "queue(capacity)",
     "set_capacity",
@@ -367,6 +399,7 @@ ENTRIES: dict[str, Callable[[Any], Any]] = {
     **_health_calls(),
     **_resource_calls(),
     **_http_calls(),
+    **_framework_calls(),
 }
 
 #: The record-time entry points: they never raise, whatever they are given.
