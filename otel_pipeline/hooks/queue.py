@@ -531,10 +531,14 @@ class Queue(Hook[_State]):
             self._enqueued(count, key, job_type, carrier)
             return
         try:
-            state = self._current()
+            # _current(), inline: this runs once per job.
+            if self._generation != STATE.generation:
+                self._refresh()
+            state = self._bound
             if state is not None:
-                # The lane made before is the usual case: one dictionary lookup, no call.
-                (state.lanes.get(key) or state.lane(self, key)).enqueued.add(count)
+                # The lane made before is the usual case: no call.
+                lane = state.plain if key is None else state.lanes.get(key) or state.lane(self, key)
+                lane.enqueued.add(count)
                 state.depth.add(count)
         except Exception as exc:
             internal_error("queue.enqueued", exc)
